@@ -1,0 +1,158 @@
+"""The PostgreSQL event store: append with optimistic concurrency per stream, read a stream.
+
+The `events` table is also the outbox: `relay.OutboxRelay` publishes what is appended here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg import errors
+from pydantic import BaseModel
+
+from contracts.envelope import Envelope, utc_now
+from contracts.registry import EventRegistry, registry
+from service_runtime.correlation import current_causation_id, current_correlation_id
+from service_runtime.db import Connection
+
+
+class ConcurrencyError(Exception):
+    """The stream moved on since the caller read it: re-read and decide again."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None = None) -> None:
+        super().__init__(f"stream {stream_id!r}: expected version {expected}, found {actual}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its payload model, and optionally a fixed id (to make a retried append idempotent)."""
+
+    payload: BaseModel
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    occurred_at: datetime | None = None
+
+
+_COLUMNS = (
+    "event_id, event_type, schema_version, stream_id, stream_version, occurred_at, "
+    "correlation_id, causation_id, producer, payload"
+)
+
+
+def _row_to_envelope(row: Sequence[Any]) -> Envelope:
+    return Envelope(
+        event_id=row[0],
+        event_type=row[1],
+        schema_version=row[2],
+        stream_id=row[3],
+        stream_version=row[4],
+        occurred_at=row[5],
+        correlation_id=row[6],
+        causation_id=row[7],
+        producer=row[8],
+        payload=row[9],
+    )
+
+
+class EventStore:
+    def __init__(self, producer: str, event_registry: EventRegistry = registry) -> None:
+        self._producer = producer
+        self._registry = event_registry
+
+    async def append(
+        self,
+        conn: Connection,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+    ) -> list[Envelope]:
+        """Append after `expected_version` (0 for a new stream), in the caller's transaction.
+
+        Raises ConcurrencyError when the stream is not at `expected_version`, or when a concurrent
+        transaction appended the same version first.
+        """
+        if not events:
+            return []
+        async with conn.transaction():
+            cur = await conn.execute(
+                "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = %s", (stream_id,)
+            )
+            row = await cur.fetchone()
+            actual = int(row[0]) if row else 0
+            if actual != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, actual)
+            envelopes = [
+                self._envelope(stream_id, expected_version + i + 1, new) for i, new in enumerate(events)
+            ]
+            params = [
+                (
+                    env.event_id,
+                    env.event_type,
+                    env.schema_version,
+                    env.stream_id,
+                    env.stream_version,
+                    self._registry.spec(env.event_type).topic,
+                    env.occurred_at,
+                    env.correlation_id,
+                    env.causation_id,
+                    env.producer,
+                    orjson.dumps(env.payload).decode(),
+                )
+                for env in envelopes
+            ]
+            try:
+                async with conn.cursor() as cur2:
+                    await cur2.executemany(
+                        "INSERT INTO events (event_id, event_type, schema_version, stream_id, stream_version,"
+                        " topic, occurred_at, correlation_id, causation_id, producer, payload)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                        params,
+                    )
+            except errors.UniqueViolation as exc:
+                raise ConcurrencyError(stream_id, expected_version) from exc
+        return envelopes
+
+    def _envelope(self, stream_id: str, version: int, new: NewEvent) -> Envelope:
+        spec = self._registry.spec(self._registry.event_type_of(new.payload))
+        return Envelope(
+            event_id=new.event_id,
+            event_type=spec.event_type,
+            schema_version=spec.version,
+            stream_id=stream_id,
+            stream_version=version,
+            occurred_at=new.occurred_at or utc_now(),
+            correlation_id=current_correlation_id(),
+            causation_id=current_causation_id(),
+            producer=self._producer,
+            payload=new.payload.model_dump(mode="json"),
+        )
+
+    async def read_stream(self, conn: Connection, stream_id: str, after_version: int = 0) -> list[Envelope]:
+        """The stream's events in order, upcast to their current schema versions."""
+        cur = await conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND stream_version > %s"  # noqa: S608 (constant)
+            " ORDER BY stream_version",
+            (stream_id, after_version),
+        )
+        return [self.upcast(_row_to_envelope(row)) for row in await cur.fetchall()]
+
+    async def stream_version(self, conn: Connection, stream_id: str) -> int:
+        cur = await conn.execute(
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = %s", (stream_id,)
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def upcast(self, envelope: Envelope) -> Envelope:
+        spec = self._registry.spec(envelope.event_type)
+        if envelope.schema_version == spec.version:
+            return envelope
+        payload = self._registry.upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+        return envelope.model_copy(update={"payload": payload, "schema_version": spec.version})

@@ -1,0 +1,178 @@
+"""The outbox relay: publishes appended events to Kafka in commit order, keyed by stream id.
+
+Progress (the last published `(tx_id, position)`) is recorded only after Kafka acknowledged the batch.
+A relay killed in between publishes that batch again on restart: consumers de-duplicate by stream
+version, so delivery is at-least-once and the effect exactly-once. While Kafka is down the relay waits,
+retrying with backoff, and the events wait in PostgreSQL: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from service_runtime.db import Connection
+from service_runtime.kafka import idempotent_producer
+
+log = logging.getLogger(__name__)
+
+RELAY_PUBLISHED = Counter("outbox_relay_published_total", "Events the outbox relay published", ["service"])
+RELAY_FAILURES = Counter("outbox_relay_failures_total", "Failed publish attempts", ["service"])
+
+# Read only rows whose writing transaction finished, so a slower transaction can't commit behind us.
+_NEXT_BATCH_SQL = """
+SELECT tx_id::text, position, event_id, event_type, schema_version, stream_id, stream_version, topic,
+       occurred_at, correlation_id, causation_id, producer, payload::text
+FROM events
+WHERE (tx_id, position) > (%s::xid8, %s)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, position
+LIMIT %s
+"""
+
+
+def _message(row: tuple[Any, ...]) -> bytes:
+    (_, _, event_id, event_type, schema_version, stream_id, stream_version, _, occurred_at) = row[:9]
+    correlation_id, causation_id, producer, payload = row[9:]
+    # The payload is spliced in as stored, so its bytes are exactly what was appended.
+    head = orjson.dumps(
+        {
+            "event_id": str(event_id),
+            "event_type": event_type,
+            "schema_version": schema_version,
+            "stream_id": stream_id,
+            "stream_version": stream_version,
+            "occurred_at": occurred_at.isoformat(),
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
+            "producer": producer,
+        }
+    )
+    message: bytes = head[:-1] + b',"payload":' + payload.encode() + b"}"
+    return message
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        dsn: str,
+        bootstrap_servers: str,
+        *,
+        service: str,
+        batch_size: int = 1000,
+        relay_name: str = "outbox",
+        idle_wait_s: float = 0.5,
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._bootstrap = bootstrap_servers
+        self._service = service
+        self._batch_size = batch_size
+        self._relay_name = relay_name
+        self._idle_wait_s = idle_wait_s
+        self._producer: AIOKafkaProducer | None = None
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen_for_appends())
+        backoff = 0.2
+        try:
+            while not self._stopping:
+                try:
+                    published = await self.publish_once()
+                    backoff = 0.2
+                except Exception as exc:  # Kafka or PostgreSQL unavailable: wait, keep the events, retry.
+                    RELAY_FAILURES.labels(self._service).inc()
+                    log.warning("outbox relay: publish failed, retrying", extra={"error": repr(exc)})
+                    await self._drop_producer()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                if published == 0:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), self._idle_wait_s)
+        finally:
+            listener.cancel()
+            await self._drop_producer()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def publish_once(self) -> int:
+        """Publish one batch; returns how many events were published."""
+        async with self._pool.connection() as conn:
+            position = await self._load_position(conn)
+            cur = await conn.execute(_NEXT_BATCH_SQL, (*position, self._batch_size))
+            rows = await cur.fetchall()
+            if not rows:
+                return 0
+            producer = await self._get_producer()
+            futures = [
+                await producer.send(row[7], value=_message(row), key=str(row[5]).encode()) for row in rows
+            ]
+            await asyncio.gather(*futures)
+            await self._record_position(conn, str(rows[-1][0]), int(rows[-1][1]))
+        RELAY_PUBLISHED.labels(self._service).inc(len(rows))
+        return len(rows)
+
+    async def _record_position(self, conn: Connection, tx_id: str, position: int) -> None:
+        await conn.execute(
+            "INSERT INTO outbox_relay_state (relay, tx_id, position, updated_at)"
+            " VALUES (%s, %s::xid8, %s, now())"
+            " ON CONFLICT (relay) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position,"
+            " updated_at = now()",
+            (self._relay_name, tx_id, position),
+        )
+
+    async def _load_position(self, conn: Connection) -> tuple[str, int]:
+        cur = await conn.execute(
+            "SELECT tx_id::text, position FROM outbox_relay_state WHERE relay = %s", (self._relay_name,)
+        )
+        row = await cur.fetchone()
+        return (str(row[0]), int(row[1])) if row else ("0", 0)
+
+    async def _get_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = idempotent_producer(self._bootstrap, client_id=f"{self._service}-relay")
+            try:
+                await producer.start()
+            except Exception:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:
+                log.debug("producer stop failed", exc_info=True)
+
+    async def _listen_for_appends(self) -> None:
+        """LISTEN for appends so that a new event is published at once instead of at the next poll."""
+        while not self._stopping:
+            try:
+                # A connection of its own: a LISTENing connection must not go back to the pool.
+                conn = await AsyncConnection.connect(self._dsn, autocommit=True)
+                async with conn:
+                    await conn.execute("LISTEN events_appended")
+                    async for _ in conn.notifies():
+                        self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(1.0)

@@ -1,0 +1,156 @@
+"""A service's worker process: the outbox relay and its consumers, with a small CLI.
+
+python -m <service>.worker run               # migrate, create topics, relay + consumers until SIGTERM
+python -m <service>.worker rebuild <name>    # drop a projection; the next `run` replays it
+python -m <service>.worker migrate
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+from prometheus_client import start_http_server
+
+from service_runtime.consumers import ConsumerRunner, IngressHandler, Projection
+from service_runtime.db import open_pool
+from service_runtime.kafka import ensure_topics
+from service_runtime.logs import configure_logging
+from service_runtime.migrations import migrate_to_head
+from service_runtime.relay import OutboxRelay
+from service_runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerSpec:
+    settings: ServiceSettings
+    migrations_dir: Path
+    handlers: Callable[[], Sequence[Projection | IngressHandler]] = field(default=lambda: ())
+    relay: bool = True
+
+
+async def run_worker(spec: WorkerSpec) -> None:
+    settings = spec.settings
+    await asyncio.to_thread(migrate_to_head, spec.migrations_dir, settings.dsn)
+    await _ensure_topics_with_retry(settings)
+    pool = await open_pool(
+        settings.dsn, max_size=settings.database_pool_size, name=f"{settings.service_name}-worker"
+    )
+    relay = (
+        OutboxRelay(
+            pool,
+            settings.dsn,
+            settings.kafka_bootstrap_servers,
+            service=settings.service_name,
+            batch_size=settings.relay_batch_size,
+        )
+        if spec.relay
+        else None
+    )
+    runners = [
+        ConsumerRunner(
+            handler,
+            pool,
+            settings.kafka_bootstrap_servers,
+            service=settings.service_name,
+            batch_size=settings.consumer_batch_size,
+        )
+        for handler in spec.handlers()
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(r.run(), name=r.consumer_id) for r in runners]
+    if relay is not None:
+        tasks.append(asyncio.create_task(relay.run(), name="relay"))
+    log.info(
+        "worker started", extra={"consumers": [r.consumer_id for r in runners], "relay": relay is not None}
+    )
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not waiter and task.exception() is not None:
+            log.error("worker task crashed", exc_info=task.exception())
+    for runner in runners:
+        runner.stop()
+    if relay is not None:
+        relay.stop()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await pool.close()
+
+
+async def _ensure_topics_with_retry(settings: ServiceSettings) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await ensure_topics(
+                settings.kafka_bootstrap_servers, partition_overrides=settings.kafka_topic_partitions
+            )
+            return
+        except Exception as exc:
+            log.warning("kafka not reachable for topic setup; retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+
+async def rebuild_projection(spec: WorkerSpec, name: str) -> None:
+    settings = spec.settings
+    pool = await open_pool(settings.dsn, max_size=2, name=f"{settings.service_name}-rebuild")
+    try:
+        matches = [h for h in spec.handlers() if h.name == name and isinstance(h, Projection)]
+        if not matches:
+            raise typer.BadParameter(f"no projection named {name!r}")
+        runner = ConsumerRunner(
+            matches[0], pool, settings.kafka_bootstrap_servers, service=settings.service_name
+        )
+        await runner.reset_for_rebuild()
+    finally:
+        await pool.close()
+
+
+def worker_cli(spec_factory: Callable[[], WorkerSpec]) -> typer.Typer:
+    cli = typer.Typer(add_completion=False, help="The service's worker: outbox relay and consumers.")
+
+    @cli.callback(invoke_without_command=True)
+    def default(ctx: typer.Context) -> None:
+        """Without a command, `run`."""
+        if ctx.invoked_subcommand is None:
+            run()
+
+    @cli.command()
+    def run() -> None:
+        """Migrate, create missing topics, then relay and consume until SIGTERM."""
+        spec = spec_factory()
+        configure_logging(f"{spec.settings.service_name}-worker", spec.settings.log_level)
+        if spec.settings.worker_metrics_port:
+            start_http_server(spec.settings.worker_metrics_port, addr="127.0.0.1")
+        asyncio.run(run_worker(spec))
+
+    @cli.command()
+    def rebuild(name: str) -> None:
+        """Drop a projection and its progress; the running (or next) worker replays it from the events."""
+        spec = spec_factory()
+        configure_logging(f"{spec.settings.service_name}-worker", spec.settings.log_level)
+        asyncio.run(rebuild_projection(spec, name))
+        typer.echo(f"projection {name} reset; it replays from the beginning on the next worker start")
+
+    @cli.command()
+    def migrate() -> None:
+        """Apply the service's migrations."""
+        spec = spec_factory()
+        migrate_to_head(spec.migrations_dir, spec.settings.dsn)
+
+    return cli

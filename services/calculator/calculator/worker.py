@@ -1,0 +1,17 @@
+"""The calculator worker: its outbox relay and consumers. `python -m calculator.worker --help`."""
+
+from __future__ import annotations
+
+from service_runtime.worker import WorkerSpec, worker_cli
+
+from calculator.settings import MIGRATIONS_DIR, CalculatorSettings
+
+
+def worker_spec() -> WorkerSpec:
+    return WorkerSpec(settings=CalculatorSettings(), migrations_dir=MIGRATIONS_DIR)
+
+
+cli = worker_cli(worker_spec)
+
+if __name__ == "__main__":
+    cli()
