@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from service_runtime.app import create_service_app
-
 from ledger.settings import MIGRATIONS_DIR, LedgerSettings
+from service_runtime.app import create_service_app
 
 settings = LedgerSettings()
 app = create_service_app(settings, title="ledger (internal)", migrations_dir=MIGRATIONS_DIR)

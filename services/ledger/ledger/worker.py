@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from service_runtime.worker import WorkerSpec, worker_cli
-
 from ledger.settings import MIGRATIONS_DIR, LedgerSettings
+from service_runtime.worker import WorkerSpec, worker_cli
 
 
 def worker_spec() -> WorkerSpec:
