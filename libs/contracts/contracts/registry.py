@@ -42,37 +42,42 @@ class EventSpec:
 
 @dataclass
 class EventRegistry:
-    _specs: dict[str, EventSpec] = field(default_factory=dict)
-    _upcasters: dict[tuple[str, int], Upcaster] = field(default_factory=dict)
-    _by_model: dict[type[BaseModel], str] = field(default_factory=dict)
+    """Payload models by (topic, event type): the back-office's `AccountOpened` and ours are different events."""
+
+    _specs: dict[tuple[str, str], EventSpec] = field(default_factory=dict)
+    _upcasters: dict[tuple[str, str, int], Upcaster] = field(default_factory=dict)
+    _by_model: dict[type[BaseModel], EventSpec] = field(default_factory=dict)
 
     def register(self, event_type: str, *, version: int, topic: str) -> Callable[[ModelT], ModelT]:
         def decorate(model: ModelT) -> ModelT:
-            if event_type in self._specs:
-                raise ValueError(f"event type {event_type!r} is registered twice")
+            if (topic, event_type) in self._specs:
+                raise ValueError(f"event type {event_type!r} is registered twice on {topic}")
+            if model in self._by_model:
+                raise ValueError(f"{model.__name__} is registered twice")
             doc = (model.__doc__ or "").strip()
-            self._specs[event_type] = EventSpec(event_type, version, model, topic, doc)
-            self._by_model[model] = event_type
+            spec = EventSpec(event_type, version, model, topic, doc)
+            self._specs[(topic, event_type)] = spec
+            self._by_model[model] = spec
             return model
 
         return decorate
 
-    def upcaster(self, event_type: str, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    def upcaster(self, topic: str, event_type: str, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register the step that turns `from_version` into `from_version + 1`."""
 
         def decorate(step: Upcaster) -> Upcaster:
-            self._upcasters[(event_type, from_version)] = step
+            self._upcasters[(topic, event_type, from_version)] = step
             return step
 
         return decorate
 
-    def spec(self, event_type: str) -> EventSpec:
+    def spec(self, topic: str, event_type: str) -> EventSpec:
         try:
-            return self._specs[event_type]
+            return self._specs[(topic, event_type)]
         except KeyError:
-            raise UnknownEventType(event_type) from None
+            raise UnknownEventType(f"{event_type} on {topic}") from None
 
-    def event_type_of(self, payload: BaseModel) -> str:
+    def spec_of(self, payload: BaseModel) -> EventSpec:
         try:
             return self._by_model[type(payload)]
         except KeyError:
@@ -81,24 +86,23 @@ class EventRegistry:
     def specs(self) -> list[EventSpec]:
         return sorted(self._specs.values(), key=lambda s: (s.topic, s.event_type))
 
-    def model_for(self, event_type: str) -> type[BaseModel]:
-        return self.spec(event_type).model
-
-    def upcast(self, event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
-        spec = self.spec(event_type)
+    def upcast(self, topic: str, event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+        spec = self.spec(topic, event_type)
         if version > spec.version or version < 1:
             raise UnsupportedSchemaVersion(f"{event_type} v{version} (current v{spec.version})")
         while version < spec.version:
-            step = self._upcasters.get((event_type, version))
+            step = self._upcasters.get((topic, event_type, version))
             if step is None:
                 raise UnsupportedSchemaVersion(f"no upcaster for {event_type} v{version}")
             payload = step(payload)
             version += 1
         return payload
 
-    def parse(self, event_type: str, version: int, payload: dict[str, Any]) -> BaseModel:
+    def parse(self, topic: str, event_type: str, version: int, payload: dict[str, Any]) -> BaseModel:
         """Validate a payload of any known version as the current model."""
-        return self.model_for(event_type).model_validate(self.upcast(event_type, version, payload))
+        return self.spec(topic, event_type).model.model_validate(
+            self.upcast(topic, event_type, version, payload)
+        )
 
 
 # One registry for the whole system: canonical events and back-office ingress messages alike.

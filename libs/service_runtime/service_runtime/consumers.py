@@ -126,23 +126,26 @@ class ConsumerRunner:
     # --- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
         backoff = 0.2
-        while not self._stopping:
-            try:
-                await self._start_clients()
-                while not self._stopping:
-                    await self.poll_once()
-                    backoff = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "consumer failed; resuming from the last committed offsets",
-                    extra={"consumer": self.consumer_id, "error": repr(exc)},
-                )
-                await self._stop_clients()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-        await self._stop_clients()
+        try:
+            while not self._stopping:
+                try:
+                    await self._start_clients()
+                    while not self._stopping:
+                        await self.poll_once()
+                        backoff = 0.2
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "consumer failed; resuming from the last committed offsets",
+                        extra={"consumer": self.consumer_id, "error": repr(exc)},
+                    )
+                    await self._stop_clients()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            # Leave the group at once, so its partitions go to another member without waiting for a timeout.
+            await self._stop_clients()
 
     def stop(self) -> None:
         self._stopping = True
@@ -156,7 +159,7 @@ class ConsumerRunner:
         )
         try:
             await producer.start()
-            consumer.subscribe(list(self.handler.topics), listener=_SeekToStoredOffsets(self))
+            consumer.subscribe(list(self.handler.topics), listener=_SeekToStoredOffsets(self, consumer))
             await consumer.start()
         except Exception:
             await consumer.stop()
@@ -220,13 +223,14 @@ class ConsumerRunner:
             raise ValueError("empty message")
         if self._is_projection:
             envelope = Envelope.model_validate_json(record.value)
-            payload = self._registry.parse(envelope.event_type, envelope.schema_version, envelope.payload)
+            payload = self._registry.parse(
+                record.topic, envelope.event_type, envelope.schema_version, envelope.payload
+            )
             return CanonicalEvent(envelope, payload, record.topic, record.partition, record.offset)
         ingress = IngressEnvelope.model_validate_json(record.value)
-        spec = self._registry.spec(ingress.event_type)
-        if spec.topic != record.topic:
-            raise ValueError(f"{ingress.event_type} does not belong on {record.topic}")
-        payload = self._registry.parse(ingress.event_type, ingress.schema_version, ingress.payload)
+        payload = self._registry.parse(
+            record.topic, ingress.event_type, ingress.schema_version, ingress.payload
+        )
         key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
         return IngressMessage(ingress, payload, key, record.topic, record.partition, record.offset)
 
@@ -375,16 +379,16 @@ class ConsumerRunner:
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, continue from the offsets committed with the read model (or from the start)."""
 
-    def __init__(self, runner: ConsumerRunner) -> None:
+    def __init__(self, runner: ConsumerRunner, consumer: AIOKafkaConsumer) -> None:
         self._runner = runner
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        consumer = self._runner._consumer
-        if consumer is None:
-            return
+        # Always seek: Kafka's committed offsets are only a monitoring copy and may be ahead after a rebuild.
+        consumer = self._consumer
         partitions = list(assigned)
         stored = await self._runner.stored_offsets(partitions)
         unstored = [tp for tp in partitions if tp not in stored]

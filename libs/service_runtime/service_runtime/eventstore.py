@@ -42,7 +42,7 @@ class NewEvent:
 
 _COLUMNS = (
     "event_id, event_type, schema_version, stream_id, stream_version, occurred_at, "
-    "correlation_id, causation_id, producer, payload"
+    "correlation_id, causation_id, producer, payload, topic"
 )
 
 
@@ -98,14 +98,14 @@ class EventStore:
                     env.schema_version,
                     env.stream_id,
                     env.stream_version,
-                    self._registry.spec(env.event_type).topic,
+                    self._registry.spec_of(new.payload).topic,
                     env.occurred_at,
                     env.correlation_id,
                     env.causation_id,
                     env.producer,
                     orjson.dumps(env.payload).decode(),
                 )
-                for env in envelopes
+                for env, new in zip(envelopes, events, strict=True)
             ]
             try:
                 async with conn.cursor() as cur2:
@@ -120,7 +120,7 @@ class EventStore:
         return envelopes
 
     def _envelope(self, stream_id: str, version: int, new: NewEvent) -> Envelope:
-        spec = self._registry.spec(self._registry.event_type_of(new.payload))
+        spec = self._registry.spec_of(new.payload)
         return Envelope(
             event_id=new.event_id,
             event_type=spec.event_type,
@@ -141,7 +141,7 @@ class EventStore:
             " ORDER BY stream_version",
             (stream_id, after_version),
         )
-        return [self.upcast(_row_to_envelope(row)) for row in await cur.fetchall()]
+        return [self.upcast(str(row[10]), _row_to_envelope(row)) for row in await cur.fetchall()]
 
     async def stream_version(self, conn: Connection, stream_id: str) -> int:
         cur = await conn.execute(
@@ -150,9 +150,9 @@ class EventStore:
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    def upcast(self, envelope: Envelope) -> Envelope:
-        spec = self._registry.spec(envelope.event_type)
+    def upcast(self, topic: str, envelope: Envelope) -> Envelope:
+        spec = self._registry.spec(topic, envelope.event_type)
         if envelope.schema_version == spec.version:
             return envelope
-        payload = self._registry.upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+        payload = self._registry.upcast(topic, envelope.event_type, envelope.schema_version, envelope.payload)
         return envelope.model_copy(update={"payload": payload, "schema_version": spec.version})

@@ -33,6 +33,8 @@ class ServiceSettings(BaseSettings):
         default_factory=dict, validation_alias=_shared("KAFKA_TOPIC_PARTITIONS")
     )
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), validation_alias=_shared("REDIS_URL"))
+    # Identity's public keys, for verifying access tokens locally (service_runtime.auth).
+    jwks_url: str = Field("http://127.0.0.1:8001/internal/v1/jwks.json", validation_alias=_shared("JWKS_URL"))
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))
     # Projection consumers: how many records one PostgreSQL transaction applies.
     consumer_batch_size: int = 500
