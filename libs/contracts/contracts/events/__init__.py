@@ -1,7 +1,11 @@
-"""Canonical events, one module per publishing service. Importing a module registers its events."""
+"""Canonical events, one module per publishing service (`<service>.py`).
 
-from contracts.events import accounts as accounts
-from contracts.events import calculator as calculator
-from contracts.events import ledger as ledger
+Every module here is imported (and so registered) when the package is, so a new service's events
+need no edit to this file.
+"""
 
-__all__ = ["accounts", "calculator", "ledger"]
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
