@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from service_runtime.app import create_service_app
-
 from calculator.settings import MIGRATIONS_DIR, CalculatorSettings
+from service_runtime.app import create_service_app
 
 settings = CalculatorSettings()
 app = create_service_app(settings, title="calculator (internal)", migrations_dir=MIGRATIONS_DIR)

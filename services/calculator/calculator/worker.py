@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from service_runtime.worker import WorkerSpec, worker_cli
-
 from calculator.settings import MIGRATIONS_DIR, CalculatorSettings
+from service_runtime.worker import WorkerSpec, worker_cli
 
 
 def worker_spec() -> WorkerSpec:
