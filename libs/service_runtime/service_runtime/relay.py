@@ -110,6 +110,10 @@ class OutboxRelay:
         self._stopping = True
         self._wakeup.set()
 
+    async def close(self) -> None:
+        """Release the Kafka producer (for callers that used `publish_once` directly)."""
+        await self._drop_producer()
+
     async def publish_once(self) -> int:
         """Publish one batch; returns how many events were published."""
         async with self._pool.connection() as conn:

@@ -58,8 +58,11 @@ async def run_until(runner: ConsumerRunner, mini: MiniService, expected_events: 
 
 async def relay_all(relay: OutboxRelay) -> int:
     published = 0
-    while n := await relay.publish_once():
-        published += n
+    try:
+        while n := await relay.publish_once():
+            published += n
+    finally:
+        await relay.close()
     return published
 
 
@@ -88,8 +91,10 @@ async def test_relay_killed_between_publishing_and_recording_progress(mini: Mini
             raise SystemExit("killed after publishing, before recording progress")
 
     await append_amounts(mini, streams=5, per_stream=20)
+    crashing = mini.relay(CrashBeforeRecording)
     with pytest.raises(SystemExit):
-        await mini.relay(CrashBeforeRecording).publish_once()
+        await crashing.publish_once()
+    await crashing.close()
     # A restarted relay publishes the batch again: Kafka now holds every event twice...
     assert await relay_all(mini.relay()) == 100
     assert len(await read_topic(mini.bootstrap, mini.topic, expect=200)) == 200
