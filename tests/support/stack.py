@@ -141,3 +141,31 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached within {timeout_s}s")
         await asyncio.sleep(every_s)
+
+
+GATEWAY_URL = "http://127.0.0.1:8000"
+APP_PORTS = {
+    "gateway": 8000,
+    "identity": 8001,
+    "accounts": 8002,
+    "ledger": 8003,
+    "calculator": 8004,
+    "receipts": 8005,
+}
+
+
+def _services_running() -> bool:
+    pidfile = REPO / ".local" / "run" / "honcho.pid"
+    return pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
+
+
+@pytest.fixture(scope="session")
+def running_services(stack_env: dict[str, str]) -> Iterator[str]:
+    """All six apps and the workers, as the Procfile runs them. Stopped afterwards if this started them."""
+    import subprocess
+
+    started_here = not _services_running()
+    subprocess.run([str(REPO / "deploy/local/stack.sh"), "services-start"], check=True, timeout=300)
+    yield GATEWAY_URL
+    if started_here:
+        subprocess.run([str(REPO / "deploy/local/stack.sh"), "services-stop"], check=False, timeout=120)

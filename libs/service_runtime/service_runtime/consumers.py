@@ -243,7 +243,8 @@ class ConsumerRunner:
         careful: bool,
     ) -> None:
         rejected = list(parse_rejected)
-        async with self._pool.connection() as conn, conn.transaction():
+        # Pipeline mode: the batch's statements go out without waiting for each answer.
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
             fresh = await self._fresh(conn, parsed)
             if self._is_projection:
                 rejected += await self._apply_projection(conn, fresh, careful=careful)

@@ -13,7 +13,6 @@ import contextlib
 import logging
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 from psycopg import AsyncConnection
@@ -29,35 +28,19 @@ RELAY_FAILURES = Counter("outbox_relay_failures_total", "Failed publish attempts
 
 # Read only rows whose writing transaction finished, so a slower transaction can't commit behind us.
 _NEXT_BATCH_SQL = """
-SELECT tx_id::text, position, event_id, event_type, schema_version, stream_id, stream_version, topic,
-       occurred_at, correlation_id, causation_id, producer, payload::text
+SELECT tx_id::text, position, topic, stream_id,
+       json_build_object(
+           'event_id', event_id, 'event_type', event_type, 'schema_version', schema_version,
+           'stream_id', stream_id, 'stream_version', stream_version, 'occurred_at', occurred_at,
+           'correlation_id', correlation_id, 'causation_id', causation_id, 'producer', producer,
+           'payload', payload
+       )::text
 FROM events
 WHERE (tx_id, position) > (%s::xid8, %s)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY tx_id, position
 LIMIT %s
 """
-
-
-def _message(row: tuple[Any, ...]) -> bytes:
-    (_, _, event_id, event_type, schema_version, stream_id, stream_version, _, occurred_at) = row[:9]
-    correlation_id, causation_id, producer, payload = row[9:]
-    # The payload is spliced in as stored, so its bytes are exactly what was appended.
-    head = orjson.dumps(
-        {
-            "event_id": str(event_id),
-            "event_type": event_type,
-            "schema_version": schema_version,
-            "stream_id": stream_id,
-            "stream_version": stream_version,
-            "occurred_at": occurred_at.isoformat(),
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
-            "producer": producer,
-        }
-    )
-    message: bytes = head[:-1] + b',"payload":' + payload.encode() + b"}"
-    return message
 
 
 class OutboxRelay:
@@ -89,7 +72,7 @@ class OutboxRelay:
         try:
             while not self._stopping:
                 try:
-                    published = await self.publish_once()
+                    published = await self.publish_available()
                     backoff = 0.2
                 except Exception as exc:  # Kafka or PostgreSQL unavailable: wait, keep the events, retry.
                     RELAY_FAILURES.labels(self._service).inc()
@@ -117,19 +100,38 @@ class OutboxRelay:
     async def publish_once(self) -> int:
         """Publish one batch; returns how many events were published."""
         async with self._pool.connection() as conn:
-            position = await self._load_position(conn)
-            cur = await conn.execute(_NEXT_BATCH_SQL, (*position, self._batch_size))
-            rows = await cur.fetchall()
-            if not rows:
-                return 0
-            producer = await self._get_producer()
-            futures = [
-                await producer.send(row[7], value=_message(row), key=str(row[5]).encode()) for row in rows
-            ]
-            await asyncio.gather(*futures)
-            await self._record_position(conn, str(rows[-1][0]), int(rows[-1][1]))
+            rows = await self._fetch(conn, await self._load_position(conn))
+            if rows:
+                await asyncio.gather(*await self._send(rows))
+                await self._record_position(conn, str(rows[-1][0]), int(rows[-1][1]))
         RELAY_PUBLISHED.labels(self._service).inc(len(rows))
         return len(rows)
+
+    async def publish_available(self) -> int:
+        """Publish every batch there is, reading the next batch while Kafka acknowledges the current one."""
+        total = 0
+        async with self._pool.connection() as conn:
+            rows = await self._fetch(conn, await self._load_position(conn))
+            while rows and not self._stopping:
+                acks = await self._send(rows)
+                last = (str(rows[-1][0]), int(rows[-1][1]))
+                next_rows = await self._fetch(conn, last)
+                await asyncio.gather(*acks)
+                await self._record_position(conn, *last)
+                RELAY_PUBLISHED.labels(self._service).inc(len(rows))
+                total += len(rows)
+                rows = next_rows
+        return total
+
+    async def _fetch(self, conn: Connection, after: tuple[str, int]) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(_NEXT_BATCH_SQL, (*after, self._batch_size))
+        return await cur.fetchall()
+
+    async def _send(self, rows: list[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        """Hand a batch to the producer; returns the acknowledgements to await (in order, per partition)."""
+        producer = await self._get_producer()
+        # PostgreSQL rendered the envelope: the payload goes out exactly as it was stored.
+        return [await producer.send(row[2], value=row[4].encode(), key=row[3].encode()) for row in rows]
 
     async def _record_position(self, conn: Connection, tx_id: str, position: int) -> None:
         await conn.execute(
