@@ -188,7 +188,10 @@ apt_install() {
 
 install_packages() {
   local missing=() pkg
-  for pkg in postgresql redis-server redis-tools kcat openssl; do
+  # chromium: browser tests (Playwright drives it; it never downloads its own browser).
+  # libpango + fonts-dejavu-core: WeasyPrint's PDF rendering with Cyrillic glyphs.
+  for pkg in postgresql redis-server redis-tools kcat openssl chromium libpango-1.0-0 libpangoft2-1.0-0 \
+    fonts-dejavu-core; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   command -v java >/dev/null || missing+=(default-jre-headless)
@@ -383,8 +386,8 @@ cmd_install() {
   log "install done in $((SECONDS - t0))s"
 }
 
-# Fingerprint of what install depends on: re-run it when the lock file or the pom changes.
-install_stamp() { cat "$REPO/uv.lock" "$HERE/kafka/pom.xml" | sha256sum | cut -d' ' -f1; }
+# Fingerprint of what install depends on: re-run it when the lock file, the pom or this script changes.
+install_stamp() { cat "$REPO/uv.lock" "$HERE/kafka/pom.xml" "$HERE/stack.sh" | sha256sum | cut -d' ' -f1; }
 
 # The install is cheap when everything is present, but skip the apt/uv/maven checks entirely
 # when the stamp says the last install ran against the same lock file and pom.
