@@ -28,6 +28,10 @@ class InvalidToken(Exception):
     pass
 
 
+class KeysUnavailable(Exception):
+    """Identity's JWKS could not be fetched and none is cached: a 503, not the caller's fault."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthenticatedUser:
     user_id: uuid.UUID
@@ -57,10 +61,16 @@ class TokenVerifier:
             age = time.monotonic() - self._fetched_at
             if (force and age < self._refetch_floor_s) or (not force and age < self._cache_s and self._keys):
                 return
-            async with httpx.AsyncClient(timeout=3.0) as client:
-                response = await client.get(self._jwks_url)
-                response.raise_for_status()
-                self.load_jwks(response.json())
+            try:
+                async with httpx.AsyncClient(timeout=3.0) as client:
+                    response = await client.get(self._jwks_url)
+                    response.raise_for_status()
+                    self.load_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                if not self._keys:
+                    raise KeysUnavailable(f"identity's keys are unreachable: {type(exc).__name__}") from exc
+                # Keep verifying with the keys we have; a rotated key is retried after the floor.
+                self._fetched_at = time.monotonic()
 
     async def verify(self, token: str) -> AuthenticatedUser:
         try:
@@ -107,6 +117,10 @@ async def current_user(
         return await verifier.verify(credentials.credentials)
     except InvalidToken as exc:
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"}) from exc
+    except KeysUnavailable as exc:
+        raise HTTPException(
+            503, "authentication is temporarily unavailable", headers={"Retry-After": "5"}
+        ) from exc
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]

@@ -21,7 +21,8 @@ def _shared(name: str) -> Any:
 class ServiceSettings(BaseSettings):
     """What every service process needs. Subclasses set `env_prefix` to their name, e.g. "LEDGER_"."""
 
-    model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__")
+    # populate_by_name: shared fields can be passed by name too (tests: ServiceSettings(redis_url=...)).
+    model_config = SettingsConfigDict(extra="ignore", env_nested_delimiter="__", populate_by_name=True)
 
     service_name: str = "service"
     database_url: SecretStr = SecretStr("postgresql://localhost/postgres")

@@ -11,15 +11,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 from prometheus_client import start_http_server
+from psycopg_pool import AsyncConnectionPool
 
 from service_runtime.consumers import ConsumerRunner, IngressHandler, Projection
-from service_runtime.db import open_pool
+from service_runtime.db import Connection, open_pool
 from service_runtime.kafka import ensure_topics
 from service_runtime.logs import configure_logging
 from service_runtime.migrations import migrate_to_head
@@ -35,6 +37,10 @@ class WorkerSpec:
     migrations_dir: Path
     handlers: Callable[[], Sequence[Projection | IngressHandler]] = field(default=lambda: ())
     relay: bool = True
+    # Other long-running loops of the worker (e.g. a mail sender), given the worker's pool.
+    background: Callable[[AsyncConnectionPool[Connection]], Sequence[Coroutine[Any, Any, None]]] = field(
+        default=lambda pool: ()
+    )
 
 
 async def run_worker(spec: WorkerSpec) -> None:
@@ -72,6 +78,7 @@ async def run_worker(spec: WorkerSpec) -> None:
     tasks = [asyncio.create_task(r.run(), name=r.consumer_id) for r in runners]
     if relay is not None:
         tasks.append(asyncio.create_task(relay.run(), name="relay"))
+    tasks += [asyncio.create_task(job) for job in spec.background(pool)]
     log.info(
         "worker started", extra={"consumers": [r.consumer_id for r in runners], "relay": relay is not None}
     )
