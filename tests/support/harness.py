@@ -42,6 +42,7 @@ class ServiceHarness:
         handlers: Callable[[], Sequence[Projection | IngressHandler]] = lambda: (),
         relay: bool = True,
         base_url: str = "http://service.test",
+        start_at_topic_end: bool = False,
     ) -> None:
         self.settings = settings
         self._migrations_dir = migrations_dir
@@ -49,6 +50,9 @@ class ServiceHarness:
         self._handlers = handlers
         self._with_relay = relay
         self._base_url = base_url
+        # The shared topics keep every earlier test's events: a test that only needs what it produces
+        # itself can skip that history (its consumers start at the current end of each topic).
+        self._start_at_topic_end = start_at_topic_end
         # Unique group ids: a harness must not share Kafka consumer groups with another test or the stack.
         self.instance = uuid.uuid4().hex[:8]
         self.pool: AsyncConnectionPool[Connection]
@@ -64,6 +68,8 @@ class ServiceHarness:
         await asyncio.to_thread(migrate_to_head, self._migrations_dir, s.dsn)
         await ensure_topics(s.kafka_bootstrap_servers, partition_overrides=s.kafka_topic_partitions)
         self.pool = await open_pool(s.dsn, max_size=6, name=f"harness-{s.service_name}")
+        if self._start_at_topic_end:
+            await self._store_end_offsets()
         self.start_worker()
         if self._app_factory is not None:
             self.app = self._app_factory(s)
@@ -72,6 +78,29 @@ class ServiceHarness:
             transport = httpx.ASGITransport(app=self.app)
             self.client = httpx.AsyncClient(transport=transport, base_url=self._base_url)
         return self
+
+    async def _store_end_offsets(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.structs import TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        try:
+            rows = []
+            for handler in self._handlers():
+                consumer_id = f"{self.settings.service_name}-{self.instance}.{handler.name}"
+                for topic in handler.topics:
+                    await consumer.force_metadata_update()
+                    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+                    for tp, end in (await consumer.end_offsets(tps)).items():
+                        rows.append((consumer_id, tp.topic, tp.partition, end))
+        finally:
+            await consumer.stop()
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)",
+                rows,
+            )
 
     def start_worker(self) -> None:
         s = self.settings

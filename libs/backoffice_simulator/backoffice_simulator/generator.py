@@ -116,8 +116,23 @@ class Scenario:
     demo: bool = False
     account_prefix: str | None = None  # digits; account numbers are prefix + index, 12 digits in all
     missing_rate: float = 0.07  # months without a grid reading (estimated by the calculator)
+    new_accounts_rate: float = 0.15  # households opened during the window (the others just before it)
     reference_data: bool = True  # district offices and the tariff catalog
     today: date | None = None  # for the default window (tests pin it)
+    # The demo accounts' history: from demo_start (default: DEMO_MONTHS before its end) to demo_end
+    # (default: the window's last month). Extending demo_end only appends months.
+    demo_start: Month | None = None
+    demo_end: Month | None = None
+
+    @property
+    def demo_window(self) -> list[Month]:
+        end = self.demo_end or self.window[-1]
+        start = self.demo_start or end.plus(-(DEMO_MONTHS - 1))
+        months = []
+        while start <= end:
+            months.append(start)
+            start = start.plus(1)
+        return months
 
     @property
     def window_start(self) -> Month:
@@ -135,6 +150,12 @@ class Scenario:
                 raise ValueError("the account prefix must be 2 to 8 digits")
             return self.account_prefix
         return f"7{random.Random(f'{self.seed}:prefix').randrange(10**5):05d}"  # noqa: S311
+
+    @property
+    def tag(self) -> str:
+        """What tells this scenario's period closings from another's (see `generate`)."""
+        # (the demo's closings are published once its accounts are in: a tag of their own)
+        return f"{self.seed}:{self.prefix}{':demo-after-ingest' if self.demo else ''}"
 
     def account_no(self, index: int) -> str:
         width = 12 - len(self.prefix)
@@ -306,7 +327,8 @@ def reference_messages(at: datetime) -> Iterator[OutMessage]:
 
 def new_household(scenario: Scenario, index: int, window: list[Month]) -> Household:
     no = scenario.account_no(index)
-    key = f"{scenario.seed}:account:{no}"
+    # By index, not number: the same seed with another prefix is the same households (tests compare them).
+    key = f"{scenario.seed}:household:{index}"
     rng = random.Random(key)  # noqa: S311
     name, female, surname = person(rng)
     office = rng.choice(ref.DISTRICT_OFFICES)
@@ -321,7 +343,7 @@ def new_household(scenario: Scenario, index: int, window: list[Month]) -> Househ
         digits, value = 5, Decimal(rng.randint(99_000, 99_700))  # this meter rolls over in the window
     else:
         value = Decimal(rng.randint(0, int(0.6 * 10**digits)))
-    if rng.random() < 0.85 or len(window) < 2:
+    if rng.random() >= scenario.new_accounts_rate or len(window) < 2:
         opened = window[0].plus(-1).day(rng.randint(1, 28))
     else:
         opened = window[rng.randint(1, len(window) - 1)].day(rng.randint(1, 26))
@@ -357,9 +379,8 @@ def new_household(scenario: Scenario, index: int, window: list[Month]) -> Househ
     return household
 
 
-def demo_households(window_end: Month) -> list[Household]:
+def demo_households(start: Month) -> list[Household]:
     """The demo customer's accounts: scripted, so the portal shows every kind of history."""
-    start = window_end.plus(-(DEMO_MONTHS - 1))
     opened = start.plus(-1).day(20)
     specs = [
         # account, payer, office, address, residents, stove, alone, option, digits, value, balance, profile
@@ -434,9 +455,8 @@ def generate(scenario: Scenario) -> World:
         households[h.account_no] = h
     windows: dict[str, list[Month]] = {no: window for no in households}
     if scenario.demo:
-        end = window[-1]
-        demo_window = [end.plus(-(DEMO_MONTHS - 1) + i) for i in range(DEMO_MONTHS)]
-        for h in demo_households(end):
+        demo_window = scenario.demo_window
+        for h in demo_households(demo_window[0]):
             households[h.account_no] = h
             windows[h.account_no] = demo_window
     periods = sorted({m for w in windows.values() for m in w})
@@ -449,16 +469,12 @@ def generate(scenario: Scenario) -> World:
     for no, h in households.items():
         for msg in simulate(h, windows[no], missing_rate=scenario.missing_rate):
             timeline.add(msg)
+    # One close per period and scenario: a re-run is a duplicate (nothing happens), while another
+    # scenario's close of the same period is a repeated close, which bills the accounts not billed yet.
     for month in periods:
         close = bo.PeriodClosed(period=str(month))
-        timeline.add(
-            message(
-                close,
-                key=str(month),
-                id_key=f"period-closed:{month}",
-                at=almaty(month.plus(1).first, time(0, 30)),
-            )
-        )
+        at = almaty(month.plus(1).first, time(0, 30))
+        timeline.add(message(close, key=str(month), id_key=f"period-closed:{month}:{scenario.tag}", at=at))
     return World(scenario, timeline.ordered(), households, periods)
 
 
@@ -475,7 +491,7 @@ def simulate(h: Household, window: list[Month], *, missing_rate: float = 0.07) -
             residents=h.residents,
             electric_stove=h.electric_stove,
             living_alone=h.living_alone,
-            tariff_option=h.tariff_option,  # type: ignore[arg-type]
+            tariff_option=h.tariff_option,
             district_office_code=h.office.code,
             opened_on=h.opened_on,
             meter=bo.MeterSpec(
@@ -497,15 +513,16 @@ def simulate(h: Household, window: list[Month], *, missing_rate: float = 0.07) -
         if month.last < h.opened_on:
             continue
         script = {kind for kind, months in h.scripted.items() if index in months}
+        settled = month.first > h.opened_on  # changes and corrections come after the opening month
         mrng = random.Random(f"{h.key}:{month}")  # noqa: S311 - per month: adding months shifts nothing
         active_from = max(month.first, h.opened_on)
         # The bill of the month (what the customer roughly owes for it), for the payments of the next one.
-        kwh = float(h.monthly_kwh(month.month)) * ((month.last - active_from).days + 1) / month.days
-        rate = ref.flat_rate_on(month.day(15)) * (1 + ref.vat_rate_on(month.day(15)))
-        bills[month] = round_half_up(Decimal(str(round(kwh))) * rate)
+        days = (month.last - active_from).days + 1
+        kwh = Decimal(round(h.monthly_kwh(month.month) * days / month.days))
+        bills[month] = approximate_bill(h, month.day(15), kwh, days)
 
         # Changes of the household (before the reading, so the reading sees them).
-        if "residents" in script or (not h.demo and index > 0 and mrng.random() < 0.01):
+        if "residents" in script or (not h.demo and settled and mrng.random() < 0.01):
             new = max(0, min(6, h.residents + (1 if h.residents <= 1 or mrng.random() < 0.5 else -1)))
             if new != h.residents:
                 h.residents = new
@@ -516,19 +533,19 @@ def simulate(h: Household, window: list[Month], *, missing_rate: float = 0.07) -
                     id_key=f"residents:{no}:{month}",
                     at=_at(mrng, day),
                 )
-        if "tariff" in script or (not h.demo and mrng.random() < 0.004):
+        if "tariff" in script or (not h.demo and settled and mrng.random() < 0.004):
             option = "flat" if h.tariff_option == "tiered" else "tiered"
             if option == "flat" or h.residents >= 1:
                 h.tariff_option = option
                 yield message(
                     bo.TariffOptionChanged(
                         account_no=no, tariff_option=option, effective_from=month.plus(1).first
-                    ),  # type: ignore[arg-type]
+                    ),
                     key=no,
                     id_key=f"tariff-option:{no}:{month}",
                     at=_at(mrng, month.day(mrng.randint(2, 12))),
                 )
-        if not h.demo and mrng.random() < 0.002:
+        if not h.demo and settled and mrng.random() < 0.002:
             first = mrng.choice(ref.KAZAKH_FEMALE + ref.RUSSIAN_FEMALE)
             h.payer_name = f"{h.surname[1]} {first}"
             day = month.day(mrng.randint(2, 12))
@@ -587,7 +604,7 @@ def simulate(h: Household, window: list[Month], *, missing_rate: float = 0.07) -
         )
 
         # A correction of the month.
-        if "correction" in script or (not h.demo and mrng.random() < 0.02):
+        if "correction" in script or (not h.demo and settled and mrng.random() < 0.02):
             if mrng.random() < 0.7 or h.demo:
                 amount = -_money(mrng.uniform(200, 3000))
                 reason = mrng.choice(ref.CORRECTION_REASONS_MINUS)
@@ -609,6 +626,27 @@ def simulate(h: Household, window: list[Month], *, missing_rate: float = 0.07) -
                 id_key=f"correction:{cid}",
                 at=_at(mrng, month.day(28), 10, 17),
             )
+
+
+def approximate_bill(h: Household, day: date, kwh: Decimal, days: int) -> Decimal:
+    """Roughly what the calculator will charge (RATING.md §2-§4 without the splitting): payers pay this."""
+    row = (
+        next(r for r in reversed(ref.TARIFFS) if r[0] <= day) if day >= ref.TARIFFS[0][0] else ref.TARIFFS[0]
+    )
+    _, flat, tier1, tier2, tier3 = row
+    # The demo's payers reckon on the flat rate (as their published history does: keep it stable).
+    if h.tariff_option == "tiered" and h.residents > 0 and not h.demo:
+        norm1, norm2 = next(
+            (n1, n2) for s, a, n1, n2 in ref.NORMS if (s, a) == (h.electric_stove, h.living_alone)
+        )
+        limit1 = Decimal(norm1 * h.residents * days) / Decimal("30.5")
+        limit2 = Decimal(norm2 * h.residents * days) / Decimal("30.5")
+        first = min(kwh, limit1)
+        second = min(kwh - first, limit2 - limit1)
+        net = first * tier1 + second * tier2 + (kwh - first - second) * tier3
+    else:
+        net = kwh * flat
+    return round_half_up(net * (1 + ref.vat_rate_on(day)))
 
 
 def _advance(meter: Meter, kwh: Decimal) -> Decimal:
@@ -653,7 +691,7 @@ def _payments(
     if amount <= 0:
         return
     paid_on = month.day(day)
-    if paid_on < h.opened_on:
+    if paid_on <= h.opened_on:
         return
     while paid_on in h.payment_days:  # one payment a day per account: "the last payment" is unambiguous
         paid_on += timedelta(days=1)

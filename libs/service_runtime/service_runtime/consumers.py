@@ -223,8 +223,14 @@ class ConsumerRunner:
             raise ValueError("empty message")
         if self._is_projection:
             envelope = Envelope.model_validate_json(record.value)
-            payload = self._registry.parse(
-                record.topic, envelope.event_type, envelope.schema_version, envelope.payload
+            assert isinstance(self.handler, Projection)
+            # Events this projection doesn't apply only advance its progress: they aren't its to judge.
+            payload = (
+                self._registry.parse(
+                    record.topic, envelope.event_type, envelope.schema_version, envelope.payload
+                )
+                if envelope.event_type in self.handler.handles
+                else None
             )
             return CanonicalEvent(envelope, payload, record.topic, record.partition, record.offset)
         ingress = IngressEnvelope.model_validate_json(record.value)

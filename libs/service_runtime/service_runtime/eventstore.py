@@ -40,6 +40,8 @@ class NewEvent:
     occurred_at: datetime | None = None
 
 
+APPEND_LOCK_KEY = 7_202_511  # the advisory lock that orders appends (any constant unique in the database)
+
 _COLUMNS = (
     "event_id, event_type, schema_version, stream_id, stream_version, occurred_at, "
     "correlation_id, causation_id, producer, payload, topic"
@@ -81,6 +83,10 @@ class EventStore:
         if not events:
             return []
         async with conn.transaction():
+            # One appender at a time per database, until its transaction ends: positions then commit
+            # in the order they were assigned, and the relay can read "everything after N" safely.
+            # Keep appends at the end of a transaction, so the lock is held briefly.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
             cur = await conn.execute(
                 "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = %s", (stream_id,)
             )

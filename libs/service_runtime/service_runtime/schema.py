@@ -1,8 +1,8 @@
 """The runtime's own tables, created in every service database by that service's first migration.
 
-- `events`: the event store and the outbox at once. `tx_id` (the writing transaction's id) lets the relay
-  and catch-up readers read in commit-safe order without gaps: a row is read only once every transaction
-  that could still commit below it has finished (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`).
+- `events`: the event store and the outbox at once. Appends are serialized by an advisory lock held to
+  the end of the appending transaction, so `position` order is commit order: readers that continue
+  "after position N" never skip a row. `tx_id` records the writing transaction, for diagnosis.
 - `outbox_relay_state`: how far the relay has published.
 - `consumer_offsets`: per consumer, the next Kafka offset of each partition, written in the same
   transaction as the consumer's read-model changes.

@@ -148,7 +148,7 @@ def worker_cli(spec_factory: Callable[[], WorkerSpec]) -> typer.Typer:
 
     @cli.command()
     def rebuild(name: str) -> None:
-        """Drop a projection and its progress; the running (or next) worker replays it from the events."""
+        """Drop a projection and its progress. Stop the worker first: the next start replays the events."""
         spec = spec_factory()
         configure_logging(f"{spec.settings.service_name}-worker", spec.settings.log_level)
         asyncio.run(rebuild_projection(spec, name))

@@ -1,0 +1,203 @@
+"""The receipts service on the real stack: its API in-process, its worker (relay, projections and the
+e-bill sender) as tasks, a fresh database.
+
+The input topics are the shared ones and keep their history forever. So that a run neither replays
+everything earlier runs and other engineers put on them, the harness's consumers start at the topics'
+current ends (their offsets are written into the fresh database before the worker starts). Tests then
+publish their own input events (as the other services would) with fresh account numbers, and their
+own stream ids for the shared tariff catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import httpx
+import jwt
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel
+
+from contracts.envelope import Envelope
+from contracts.events import accounts as acc
+from contracts.events import calculator as calc
+from contracts.events import ledger as led
+from contracts.registry import registry
+from receipts.adapters.ebill_sender import EBillSender
+from receipts.api import create_app
+from receipts.settings import MIGRATIONS_DIR, ReceiptsSettings
+from receipts.worker import handlers
+from service_runtime.auth import TokenVerifier
+from service_runtime.eventstore import EventStore
+from service_runtime.kafka import ensure_topics
+from service_runtime.migrations import migrate_to_head
+from tests.support.harness import ServiceHarness
+from tests.support.stack import eventually, produce
+
+Offsets = dict[str, dict[int, int]]
+INPUT_TOPICS = (acc.TOPIC, led.TOPIC, calc.TOPIC)
+
+
+async def end_offsets(bootstrap: str, topics: Sequence[str]) -> Offsets:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    try:
+        result: Offsets = {}
+        for topic in topics:
+            tps = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+            ends = await consumer.end_offsets(tps)
+            result[topic] = {tp.partition: int(offset) for tp, offset in ends.items()}
+        return result
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def seed_consumer_offsets(dsn: str, consumer_prefix: str, offsets: Offsets) -> None:
+    rows = [
+        (f"{consumer_prefix}.{handler.name}", topic, partition, offset)
+        for handler in handlers()
+        for topic in handler.topics
+        for partition, offset in offsets[topic].items()
+    ]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            rows,
+        )
+
+
+class ReceiptsStack:
+    """The running service plus helpers to feed it events and to look inside."""
+
+    def __init__(self, harness: ServiceHarness, settings: ReceiptsSettings) -> None:
+        self.harness = harness
+        self.settings = settings
+        self.bootstrap = settings.kafka_bootstrap_servers
+        assert harness.app is not None
+        self.api: httpx.AsyncClient = harness.client
+        self._key = Ed25519PrivateKey.generate()
+        jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
+        verifier = TokenVerifier("http://127.0.0.1:9/not-used", cache_s=1e9)
+        verifier.load_jwks({"keys": [{**jwk, "kid": "test-key"}]})
+        harness.app.state.token_verifier = verifier
+        self._versions: dict[str, int] = {}
+        self.senders: list[tuple[EBillSender, asyncio.Task[None]]] = []
+
+    # --- identities and numbers --------------------------------------------------------------------
+    def auth(self, user_id: uuid.UUID) -> dict[str, str]:
+        now = int(time.time())
+        token = jwt.encode(
+            {
+                "iss": "lk-identity",
+                "aud": "lk-portal",
+                "sub": str(user_id),
+                "sid": "s1",
+                "iat": now,
+                "exp": now + 3600,
+            },
+            self._key,
+            algorithm="EdDSA",
+            headers={"kid": "test-key"},
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    @staticmethod
+    def new_account_no() -> str:
+        return str(random.randint(10**11, 10**12 - 1))
+
+    # --- publishing input events, as their owners would ---------------------------------------------
+    def envelope(self, stream_id: str, payload: BaseModel, *, version: int | None = None) -> Envelope:
+        spec = registry.spec_of(payload)
+        if version is None:
+            version = self._versions.get(stream_id, 0) + 1
+        self._versions[stream_id] = max(self._versions.get(stream_id, 0), version)
+        return Envelope(
+            event_type=spec.event_type,
+            schema_version=spec.version,
+            stream_id=stream_id,
+            stream_version=version,
+            producer=spec.topic.split(".")[0],
+            payload=payload.model_dump(mode="json"),
+        )
+
+    async def publish(self, stream_id: str, *payloads: BaseModel) -> list[Envelope]:
+        envelopes = [self.envelope(stream_id, p) for p in payloads]
+        await self.send(*envelopes)
+        return envelopes
+
+    async def send(self, *envelopes: Envelope) -> None:
+        """Produce envelopes (again, for a redelivery) onto their topics, keyed by stream id."""
+        for env in envelopes:
+            topic = f"{env.producer}.events.v1"  # envelope() sets the producer to the owning service
+            await produce(self.bootstrap, topic, [(env.stream_id.encode(), env.to_json_bytes())])
+
+    # --- e-bill sender ---------------------------------------------------------------------------------
+    def start_sender(self) -> EBillSender:
+        sender = EBillSender(self.harness.pool, self.settings, EventStore(producer="receipts"))
+        self.senders.append((sender, asyncio.create_task(sender.run())))
+        return sender
+
+    async def stop_senders(self) -> None:
+        for sender, task in self.senders:
+            sender.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.senders = []
+
+    # --- looking inside --------------------------------------------------------------------------------
+    async def fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self.harness.fetch(query, params)
+
+    async def wait(self, query: str, params: Sequence[Any], expected: Any, timeout_s: float = 60.0) -> None:
+        async def reached() -> bool:
+            return await self.fetch(query, params) == expected
+
+        await eventually(reached, timeout_s=timeout_s)
+
+    async def applied(self, projection: str, stream_id: str, version: int) -> bool:
+        rows = await self.fetch(
+            "SELECT version FROM consumer_stream_versions WHERE consumer = %s AND stream_id = %s",
+            (f"{self.settings.service_name}-{self.harness.instance}.{projection}", stream_id),
+        )
+        return bool(rows) and int(rows[0][0]) >= version
+
+    async def wait_applied(self, projection: str, stream_id: str, version: int) -> None:
+        await eventually(lambda: self.applied(projection, stream_id, version))
+
+
+@pytest.fixture(scope="module")
+async def receipts(make_database: Callable[[], str], kafka_bootstrap: str) -> AsyncIterator[ReceiptsStack]:
+    settings = ReceiptsSettings(
+        database_url=make_database(), ebill_poll_interval_s=0.5, ebill_backoff_base_s=0.5
+    )
+    harness = ServiceHarness(
+        settings,
+        migrations_dir=MIGRATIONS_DIR,
+        app_factory=lambda _: create_app(settings),
+        handlers=lambda: handlers(settings),
+    )
+    await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
+    await ensure_topics(kafka_bootstrap)
+    start = await end_offsets(kafka_bootstrap, INPUT_TOPICS)
+    seed_consumer_offsets(settings.dsn, f"{settings.service_name}-{harness.instance}", start)
+    async with harness:
+        stack = ReceiptsStack(harness, settings)
+        try:
+            yield stack
+        finally:
+            await stack.stop_senders()
