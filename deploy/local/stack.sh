@@ -651,6 +651,10 @@ cmd_reset() {
 cmd_up() {
   cmd_start
   cmd_services_start
+  # Demo data through the real ingest path, and a demo customer with two linked accounts (idempotent).
+  log "seeding the demo data and the demo customer (backoffice-sim demo)"
+  (cd "$REPO" && set -a && source "$ENV_FILE" && set +a && uv run --no-sync backoffice-sim demo) \
+    || log "the demo could not be completed: see the messages above; the portal still runs"
   printf '\nPortal: %s\n' "$PORTAL_URL"
 }
 

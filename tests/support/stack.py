@@ -136,7 +136,11 @@ async def read_topic_to_end(bootstrap: str, topic: str) -> list[Any]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         records: list[Any] = []
-        while any(await consumer.position(tp) < end for tp, end in ends.items()):
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 records.extend(batch)
         return [r for r in records if r.offset < ends[TopicPartition(r.topic, r.partition)]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema
 
 from contracts.money import Money
 
@@ -32,5 +32,13 @@ def _non_negative(value: Decimal) -> Decimal:
     return value
 
 
-PositiveMoney = Annotated[Money, AfterValidator(_positive)]
-NonNegativeDecimal2 = Annotated[Money, AfterValidator(_non_negative)]
+PositiveMoney = Annotated[
+    Money,
+    AfterValidator(_positive),
+    WithJsonSchema({"type": "string", "pattern": r"^(?!0+\.00$)\d+\.\d{2}$", "examples": ["1234.50"]}),
+]
+NonNegativeDecimal2 = Annotated[
+    Money,
+    AfterValidator(_non_negative),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+\.\d{2}$", "examples": ["125.40"]}),
+]

@@ -256,7 +256,16 @@ class ConsumerRunner:
                 rejected += await self._apply_projection(conn, fresh, careful=careful)
             else:
                 rejected += await self._apply_ingress(conn, fresh, careful=careful)
-            await self._mark_done(conn, fresh)
+            # A rejected message is not "done": replayed from its dead-letter topic after a fix, it applies.
+            rejected_offsets = {(r.record.topic, r.record.partition, r.record.offset) for r in rejected}
+            await self._mark_done(
+                conn,
+                [
+                    p
+                    for p in fresh
+                    if (p.record.topic, p.record.partition, p.record.offset) not in rejected_offsets
+                ],
+            )
             await conn.cursor().executemany(
                 "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",

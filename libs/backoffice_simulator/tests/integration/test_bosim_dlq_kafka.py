@@ -17,14 +17,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+from typer.testing import CliRunner, Result
+
 from backoffice_simulator.chaos import malformed_message
 from backoffice_simulator.cli import app
 from backoffice_simulator.dlq import list_dead_letters, load_fixes, marker_topic, read_to_end, replay
 from backoffice_simulator.generator import Scenario, generate
 from backoffice_simulator.ledger import is_valid
 from backoffice_simulator.wire import OutMessage
-from typer.testing import CliRunner, Result
-
 from service_runtime.dead_letters import dead_letter_headers
 
 MakeTopics = Callable[..., Awaitable[list[str]]]

@@ -15,10 +15,10 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+
 from backoffice_simulator.asyncapi import build_document, render
 from backoffice_simulator.chaos import Chaos, ChaosConfig
 from backoffice_simulator.generator import Scenario, generate
-
 from contracts.registry import registry
 from contracts.topics import ALL_TOPICS, TopicKind
 

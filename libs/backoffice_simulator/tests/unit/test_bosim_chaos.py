@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+
 from backoffice_simulator.chaos import MALFORMED_KINDS, Chaos, ChaosConfig, malformed_message
 from backoffice_simulator.generator import Scenario, generate
 from backoffice_simulator.ledger import SimLedger, is_valid

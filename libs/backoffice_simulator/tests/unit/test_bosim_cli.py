@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from backoffice_simulator.cli import app
 from backoffice_simulator.ledger import is_valid
-from typer.testing import CliRunner
 
 
 def test_seed_to_a_file_with_its_ledger(tmp_path: Path) -> None:

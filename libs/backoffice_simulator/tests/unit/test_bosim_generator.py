@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from backoffice_simulator import reference as ref
 from backoffice_simulator.generator import (
     DEMO_ACCOUNTS,
@@ -20,7 +21,6 @@ from backoffice_simulator.generator import (
 )
 from backoffice_simulator.ledger import SimLedger, parse
 from backoffice_simulator.wire import NAMESPACE, OutMessage, almaty, event_id
-
 from contracts import backoffice as bo
 from contracts.envelope import IngressEnvelope
 from contracts.registry import registry
