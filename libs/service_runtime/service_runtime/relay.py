@@ -24,6 +24,8 @@ from service_runtime.kafka import idempotent_producer
 log = logging.getLogger(__name__)
 
 RELAY_PUBLISHED = Counter("outbox_relay_published_total", "Events the outbox relay published", ["service"])
+RELAY_LOCK_CLASS = 7203  # advisory lock namespace of relay leadership
+
 RELAY_FAILURES = Counter("outbox_relay_failures_total", "Failed publish attempts", ["service"])
 
 # Positions are assigned and committed in one order (EventStore.append serializes appends), so
@@ -99,7 +101,9 @@ class OutboxRelay:
 
     async def publish_once(self) -> int:
         """Publish one batch; returns how many events were published."""
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await self._lead(conn):
+                return 0
             rows = await self._fetch(conn, await self._load_position(conn))
             if rows:
                 await asyncio.gather(*await self._send(rows))
@@ -110,7 +114,9 @@ class OutboxRelay:
     async def publish_available(self) -> int:
         """Publish every batch there is, reading the next batch while Kafka acknowledges the current one."""
         total = 0
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
+            if not await self._lead(conn):
+                return 0
             rows = await self._fetch(conn, await self._load_position(conn))
             while rows and not self._stopping:
                 acks = await self._send(rows)
@@ -122,6 +128,14 @@ class OutboxRelay:
                 total += len(rows)
                 rows = next_rows
         return total
+
+    async def _lead(self, conn: Connection) -> bool:
+        """One publishing relay per database: other worker replicas stand by instead of duplicating."""
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (RELAY_LOCK_CLASS, self._relay_name)
+        )
+        row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def _fetch(self, conn: Connection, after: tuple[str, int]) -> list[tuple[Any, ...]]:
         cur = await conn.execute(_NEXT_BATCH_SQL, (after[1], self._batch_size))

@@ -260,3 +260,14 @@ async def test_kcat_reads_well_formed_envelopes(mini: MiniService) -> None:
         body: dict[str, Any] = json.loads(value)
         assert set(body) == set(Envelope.model_fields)
         assert body["stream_id"] == key and body["payload"]["amount"].count(".") == 1
+
+
+async def test_only_one_relay_publishes_at_a_time(mini: MiniService) -> None:
+    await append_amounts(mini, streams=4, per_stream=50)
+    first, second = mini.relay(batch_size=20), mini.relay(batch_size=20)
+    counts = await asyncio.gather(first.publish_available(), second.publish_available())
+    await first.close()
+    await second.close()
+    assert sorted(counts) == [0, 200], "the stand-by replica published nothing"
+    # Read for more than there should be: a duplicate would show up as a 201st record.
+    assert len(await read_topic(mini.bootstrap, mini.topic, expect=201, timeout_s=5)) == 200
