@@ -26,7 +26,7 @@ from gateway.api import create_app
 from gateway.settings import GatewaySettings
 from tests.browser.backoffice import EventWatch, Household, new_account_no, open_account, report_payment
 
-PASSWORD = "Надёжный-пароль-2025"  # noqa: S105 (test data)
+PASSWORD = "Надёжный-пароль-2025"
 BASE_URL = "http://gateway.test"
 
 

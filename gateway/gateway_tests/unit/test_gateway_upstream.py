@@ -76,7 +76,7 @@ async def test_the_callers_context_travels_in_headers() -> None:
         return httpx.Response(204)
 
     ctx = CallContext(
-        token="tok",  # noqa: S106 (test data)
+        token="tok",
         language="kk",
         client_ip="10.1.2.3",
         user_agent="UA",
