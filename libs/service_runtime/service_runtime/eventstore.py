@@ -63,6 +63,15 @@ def _row_to_envelope(row: Sequence[Any]) -> Envelope:
     )
 
 
+async def lock_for_append(conn: Connection) -> None:
+    """Take the append lock for the rest of the caller's transaction.
+
+    Every writer of the `events` table must take it (EventStore.append does): the relay relies on
+    positions committing in order. Bulk writers that insert into `events` themselves call this first.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+
+
 class EventStore:
     def __init__(self, producer: str, event_registry: EventRegistry = registry) -> None:
         self._producer = producer
@@ -86,7 +95,7 @@ class EventStore:
             # One appender at a time per database, until its transaction ends: positions then commit
             # in the order they were assigned, and the relay can read "everything after N" safely.
             # Keep appends at the end of a transaction, so the lock is held briefly.
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+            await lock_for_append(conn)
             cur = await conn.execute(
                 "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = %s", (stream_id,)
             )
@@ -114,7 +123,9 @@ class EventStore:
                 for env, new in zip(envelopes, events, strict=True)
             ]
             try:
-                async with conn.cursor() as cur2:
+                # A (nested) pipeline block syncs on exit: in a consumer's pipeline mode a duplicate
+                # version must surface here, as ConcurrencyError, not later at commit.
+                async with conn.pipeline(), conn.cursor() as cur2:
                     await cur2.executemany(
                         "INSERT INTO events (event_id, event_type, schema_version, stream_id, stream_version,"
                         " topic, occurred_at, correlation_id, causation_id, producer, payload)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
@@ -15,3 +16,12 @@ class CalculatorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CALCULATOR_", extra="ignore")
 
     service_name: str = "calculator"
+    # The faust app id of the rating stream (its Kafka consumer group).
+    rating_app_id: str = "calculator-rating"
+    # The monthly billing run: accounts per transaction, and a progress log line every N accounts.
+    billing_batch_size: int = 200
+    billing_progress_every: int = 1000
+    # Back-office readings and period closings that occurred before this instant are history that
+    # another deployment already handled: they are acknowledged and skipped, not replayed (a fresh
+    # instance on long-lived topics would otherwise re-run every past billing run). Tariffs always apply.
+    ingress_since: dt.datetime | None = None

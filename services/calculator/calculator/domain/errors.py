@@ -44,6 +44,9 @@ MESSAGES_RU: Mapping[str, str] = MappingProxyType(
             "Конечное показание снятого счётчика ({old_final_reading}) меньше предыдущего показания "
             "({previous_value}); обратитесь в контакт-центр"
         ),
+        "meter_serial_mismatch": (
+            "Показание снято со счётчика {meter_serial}, а на лицевом счёте установлен счётчик {current_serial}"
+        ),
         "implausible_consumption": (
             "Расход {daily_kwh} кВт·ч в сутки более чем в 3 раза превышает средний расход за последние "
             "три оплаченных месяца ({average_daily_kwh} кВт·ч в сутки). Проверьте показание; если оно "

@@ -40,6 +40,7 @@ ProblemCode = Literal[
     "less_than_previous",
     "less_than_initial_reading",
     "replacement_inconsistent",
+    "meter_serial_mismatch",
     "implausible_consumption",
 ]
 

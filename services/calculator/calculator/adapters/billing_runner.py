@@ -1,0 +1,169 @@
+"""The monthly billing run's worker loop: shares the accounts of a closed period in batches.
+
+`PeriodClosed` is keyed by period, so one consumer receives it; it only records the run
+(`billing_runs`). Then every calculator worker runs this loop: it lists the run's accounts once
+(`billing_run_items`: opened on or before the period's end and registered before the close), and claims
+batches of them with `FOR UPDATE SKIP LOCKED`, so any number of workers share one run. Each batch is one
+transaction: its charges, its PeriodBilled events and its `done` marks commit together, so a crash loses
+nothing and repeats nothing. Progress: the `billing_run_accounts_total` counter and a log line every
+`progress_every` accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Gauge
+from psycopg_pool import AsyncConnectionPool
+
+from calculator.application.charges import BillingService
+from calculator.domain.billing import period_bounds
+from service_runtime.db import Connection
+
+log = logging.getLogger(__name__)
+
+BILLING_ACCOUNTS = Counter("billing_run_accounts_total", "Accounts handled by the billing run", ["outcome"])
+BILLING_REMAINING = Gauge("billing_run_accounts_remaining", "Accounts of open billing runs not yet billed")
+
+
+class BillingRunner:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        billing: BillingService,
+        *,
+        batch_size: int = 200,
+        progress_every: int = 1000,
+        idle_wait_s: float = 0.5,
+    ) -> None:
+        self._pool = pool
+        self._billing = billing
+        self._batch_size = batch_size
+        self._progress_every = progress_every
+        self._idle_wait_s = idle_wait_s
+        self._stopping = False
+        self.accounts_done = 0
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping:
+            try:
+                worked = await self.run_once()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("billing run failed; retrying: %r", exc, extra={"error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if not worked:
+                await asyncio.sleep(self._idle_wait_s)
+
+    async def run_once(self) -> bool:
+        """Work on the oldest open run until it is done; False when there is none."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT period, requested_at, populated_at IS NOT NULL FROM billing_runs"
+                " WHERE completed_at IS NULL ORDER BY period LIMIT 1"
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return False
+        period, requested_at, populated = str(row[0]), row[1], bool(row[2])
+        if not populated:
+            await self._populate(period)
+        await self._work(period)
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE billing_runs SET completed_at = now() WHERE period = %s AND requested_at = %s"
+                " AND populated_at IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM billing_run_items WHERE period = %s AND NOT done)",
+                (period, requested_at, period),
+            )
+        return True
+
+    async def _populate(self, period: str) -> None:
+        _, following = period_bounds(period)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO billing_run_items (period, account_no)"
+                " SELECT %s, a.account_no FROM accounts a, billing_runs r"
+                " WHERE r.period = %s AND a.opened_on < %s AND a.registered_at <= r.closed_at"
+                " ON CONFLICT (period, account_no) DO NOTHING",
+                (period, period, following),
+            )
+            added = cur.rowcount
+            cur = await conn.execute(
+                "UPDATE billing_runs SET populated_at = now(),"
+                " accounts_total = (SELECT count(*) FROM billing_run_items WHERE period = %s)"
+                " WHERE period = %s RETURNING accounts_total",
+                (period, period),
+            )
+            total_row = await cur.fetchone()
+        log.info(
+            "billing run started",
+            extra={"period": period, "accounts": total_row[0] if total_row else 0, "new_accounts": added},
+        )
+
+    async def _work(self, period: str) -> None:
+        started = time.perf_counter()
+        tally: Tally[str] = Tally()
+        done = 0
+        next_report = self._progress_every
+        while not self._stopping:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT account_no FROM billing_run_items WHERE period = %s AND NOT done"
+                    " ORDER BY account_no LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (period, self._batch_size),
+                )
+                batch = [str(r[0]) for r in await cur.fetchall()]
+                if not batch:
+                    break
+                outcomes = await self._billing.bill_accounts(conn, period, batch)
+                await conn.execute(
+                    "UPDATE billing_run_items SET done = true WHERE period = %s AND account_no = ANY(%s)",
+                    (period, batch),
+                )
+            for outcome in outcomes.values():
+                BILLING_ACCOUNTS.labels(outcome).inc()
+                tally[outcome] += 1
+            done += len(batch)
+            self.accounts_done += len(batch)
+            if done >= next_report:
+                next_report += self._progress_every
+                await self._report(period, done, started, tally)
+        if done:
+            await self._report(period, done, started, tally, final=True)
+
+    async def _report(
+        self, period: str, done: int, started: float, tally: Tally[str], *, final: bool = False
+    ) -> None:
+        remaining = 0
+        with contextlib.suppress(Exception):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FROM billing_run_items WHERE period = %s AND NOT done", (period,)
+                )
+                row = await cur.fetchone()
+                remaining = int(row[0]) if row else 0
+        BILLING_REMAINING.set(remaining)
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        log.info(
+            "billing run finished by this worker" if final else "billing run progress",
+            extra={
+                "period": period,
+                "accounts_done": done,
+                "accounts_remaining": remaining,
+                "accounts_per_s": round(done / elapsed, 1),
+                "outcomes": dict(tally),
+            },
+        )

@@ -1,0 +1,317 @@
+"""Calculator's own events and the tables that mirror them (readings, charges, reversals, billed periods).
+
+Every append here writes its rows in the same transaction (an inline projection): rating, validation and
+the billing run decide from these tables, so they must never be behind the event store. `project()` is
+the one place that maps an event to rows; `rebuild()` replays the whole store through it
+(`python -m calculator.worker rebuild-own`).
+
+Streams: `meter-readings:{no}` (ReadingSubmitted and the ChargeCalculated rated from it),
+`billing-period:{no}:{period}` (estimated ChargeCalculated, EstimateReversed, PeriodBilled).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import orjson
+from psycopg.errors import UniqueViolation
+from pydantic import BaseModel
+
+from calculator.domain.billing import (
+    ChargeFacts,
+    billing_period_stream,
+    meter_readings_stream,
+)
+from contracts.envelope import Envelope, utc_now
+from contracts.events.calculator import ChargeCalculated, EstimateReversed, PeriodBilled, ReadingSubmitted
+from contracts.registry import registry
+from service_runtime.correlation import current_causation_id, current_correlation_id
+from service_runtime.db import Connection
+from service_runtime.eventstore import ConcurrencyError, EventStore, NewEvent, lock_for_append
+
+OWN_TYPES = ("ReadingSubmitted", "ChargeCalculated", "EstimateReversed", "PeriodBilled")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    reading_id: str
+    meter_serial: str
+    reading_date: dt.date
+    value: Decimal
+    source: str
+    consumption_kwh: Decimal | None
+    stream_version: int
+    event_id: uuid.UUID
+
+
+class OwnEvents:
+    def __init__(self, store: EventStore, producer: str = "calculator") -> None:
+        self.store = store
+        self.producer = producer
+
+    # --- appends ----------------------------------------------------------------------------------
+    async def append_reading(
+        self,
+        conn: Connection,
+        expected_version: int,
+        reading: ReadingSubmitted,
+        consumption_kwh: Decimal,
+        new_event_id: uuid.UUID,
+    ) -> Envelope:
+        """Append an accepted reading after `expected_version` (ConcurrencyError if the stream moved)."""
+        async with conn.transaction():
+            [envelope] = await self.store.append(
+                conn,
+                meter_readings_stream(reading.account_no),
+                expected_version,
+                [NewEvent(reading, event_id=new_event_id)],
+            )
+            await self.project(conn, envelope, consumption_kwh=consumption_kwh)
+        return envelope
+
+    async def append_latest(
+        self, conn: Connection, stream_id: str, events: Sequence[tuple[BaseModel, uuid.UUID]]
+    ) -> list[Envelope]:
+        """Append at the stream's current version (the caller holds the account's lock; a concurrent
+        customer submission on `meter-readings:` can still move it, so re-read and retry)."""
+        for _ in range(10):
+            version = await self.store.stream_version(conn, stream_id)
+            try:
+                async with conn.transaction():
+                    envelopes = await self.store.append(
+                        conn, stream_id, version, [NewEvent(p, event_id=i) for p, i in events]
+                    )
+                    for envelope in envelopes:
+                        await self.project(conn, envelope)
+                return envelopes
+            except (ConcurrencyError, UniqueViolation):
+                continue
+        raise ConcurrencyError(stream_id, -1)
+
+    async def bulk_append(
+        self, conn: Connection, items: Sequence[tuple[str, Sequence[tuple[BaseModel, uuid.UUID]]]]
+    ) -> list[Envelope]:
+        """Append to many streams at once, each after its current version (the billing run's batches).
+
+        The caller holds the accounts' locks, so no other writer moves these streams meanwhile; should one
+        anyway, the (stream, version) key makes the whole batch fail and the run retries it. This is
+        `EventStore.append` for many streams in two round trips (see the README: a runtime proposal).
+        """
+        if not items:
+            return []
+        async with conn.transaction():
+            await lock_for_append(conn)  # positions must commit in order for the relay
+            return await self._insert_many(conn, items)
+
+    async def _insert_many(
+        self, conn: Connection, items: Sequence[tuple[str, Sequence[tuple[BaseModel, uuid.UUID]]]]
+    ) -> list[Envelope]:
+        cur = await conn.execute(
+            "SELECT stream_id, max(stream_version) FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id",
+            ([stream for stream, _ in items],),
+        )
+        versions = {str(st): int(v) for st, v in await cur.fetchall()}
+        envelopes: list[Envelope] = []
+        rows = []
+        for stream, events in items:
+            version = versions.get(stream, 0)
+            for payload, new_id in events:
+                version += 1
+                spec = registry.spec_of(payload)
+                envelope = Envelope(
+                    event_id=new_id,
+                    event_type=spec.event_type,
+                    schema_version=spec.version,
+                    stream_id=stream,
+                    stream_version=version,
+                    occurred_at=utc_now(),
+                    correlation_id=current_correlation_id(),
+                    causation_id=current_causation_id(),
+                    producer=self.producer,
+                    payload=payload.model_dump(mode="json"),
+                )
+                envelopes.append(envelope)
+                rows.append(
+                    (
+                        envelope.event_id,
+                        envelope.event_type,
+                        envelope.schema_version,
+                        stream,
+                        version,
+                        spec.topic,
+                        envelope.occurred_at,
+                        envelope.correlation_id,
+                        envelope.causation_id,
+                        envelope.producer,
+                        orjson.dumps(envelope.payload).decode(),
+                    )
+                )
+        async with conn.cursor() as insert:
+            await insert.executemany(
+                "INSERT INTO events (event_id, event_type, schema_version, stream_id, stream_version,"
+                " topic, occurred_at, correlation_id, causation_id, producer, payload)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                rows,
+            )
+        async with conn.pipeline():
+            for envelope in envelopes:
+                await self.project(conn, envelope)
+        return envelopes
+
+    async def append_to_period(
+        self, conn: Connection, account_no: str, period: str, events: Sequence[tuple[BaseModel, uuid.UUID]]
+    ) -> list[Envelope]:
+        return await self.append_latest(conn, billing_period_stream(account_no, period), events)
+
+    # --- the inline projection ----------------------------------------------------------------------
+    async def project(
+        self, conn: Connection, envelope: Envelope, consumption_kwh: Decimal | None = None
+    ) -> None:
+        t = envelope.event_type
+        if t == "ReadingSubmitted":
+            r = ReadingSubmitted.model_validate(envelope.payload)
+            await conn.execute(
+                "INSERT INTO readings (reading_id, account_no, meter_serial, reading_date, value, source,"
+                " consumption_kwh, confirmed_implausible, event_id, stream_version, recorded_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (reading_id) DO NOTHING",
+                (
+                    r.reading_id,
+                    r.account_no,
+                    r.meter_serial,
+                    r.reading_date,
+                    r.value,
+                    r.source,
+                    consumption_kwh,
+                    r.confirmed_implausible,
+                    envelope.event_id,
+                    envelope.stream_version,
+                    envelope.occurred_at,
+                ),
+            )
+        elif t == "ChargeCalculated":
+            c = ChargeCalculated.model_validate(envelope.payload)
+            reading_id = None if c.estimated else c.charge_id.removeprefix("chg-")
+            if c.previous is not None and c.current is not None:
+                from_date, to_date = c.previous.date, c.current.date
+            else:
+                from_date, to_date = c.lines[0].from_date, c.lines[-1].to_date
+            await conn.execute(
+                "INSERT INTO charges (charge_id, account_no, period, estimated, reading_id, from_date, to_date,"
+                " days, consumption_kwh, tariff_option_applied, net_total, vat, total, event_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (charge_id) DO NOTHING",
+                (
+                    c.charge_id,
+                    c.account_no,
+                    c.period,
+                    c.estimated,
+                    reading_id,
+                    from_date,
+                    to_date,
+                    c.days,
+                    c.consumption_kwh,
+                    c.tariff_option_applied,
+                    c.net_total,
+                    c.vat,
+                    c.total,
+                    envelope.event_id,
+                ),
+            )
+            if reading_id is not None:
+                await conn.execute(
+                    "UPDATE readings SET consumption_kwh = %s WHERE reading_id = %s AND consumption_kwh IS NULL",
+                    (c.consumption_kwh, reading_id),
+                )
+        elif t == "EstimateReversed":
+            e = EstimateReversed.model_validate(envelope.payload)
+            await conn.execute(
+                "INSERT INTO estimate_reversals (correction_id, account_no, period, amount, reading_id,"
+                " reversed_charge_ids) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    e.correction_id,
+                    e.account_no,
+                    e.period,
+                    e.amount,
+                    e.correction_id.removeprefix("rev-"),
+                    list(e.reversed_charge_ids),
+                ),
+            )
+            await conn.execute(
+                "UPDATE charges SET reversed_by = %s WHERE charge_id = ANY(%s)",
+                (e.correction_id, list(e.reversed_charge_ids)),
+            )
+        elif t == "PeriodBilled":
+            b = PeriodBilled.model_validate(envelope.payload)
+            await conn.execute(
+                "INSERT INTO period_billing (account_no, period, status, charge_ids, updated_at)"
+                " VALUES (%s, %s, 'billed', %s, now()) ON CONFLICT (account_no, period) DO UPDATE"
+                " SET status = 'billed', charge_ids = excluded.charge_ids, updated_at = now()",
+                (b.account_no, b.period, list(b.charge_ids)),
+            )
+
+    async def rebuild(self, conn: Connection) -> int:
+        """Empty the readings/charges tables and replay the event store through `project()`."""
+        async with conn.transaction():
+            await conn.execute("TRUNCATE readings, charges, estimate_reversals, period_billing")
+            cur = await conn.execute(
+                "SELECT event_id, event_type, schema_version, stream_id, stream_version, occurred_at,"
+                " correlation_id, causation_id, producer, payload, topic FROM events"
+                " WHERE event_type = ANY(%s) AND stream_id NOT LIKE 'tariff-catalog' ORDER BY position",
+                (list(OWN_TYPES),),
+            )
+            rows = await cur.fetchall()
+            for row in rows:
+                envelope = Envelope(
+                    event_id=row[0],
+                    event_type=row[1],
+                    schema_version=row[2],
+                    stream_id=row[3],
+                    stream_version=row[4],
+                    occurred_at=row[5],
+                    correlation_id=row[6],
+                    causation_id=row[7],
+                    producer=row[8],
+                    payload=row[9],
+                )
+                await self.project(conn, self.store.upcast(str(row[10]), envelope))
+        return len(rows)
+
+
+# --- queries --------------------------------------------------------------------------------------
+
+
+async def load_readings(conn: Connection, account_no: str) -> list[ReadingRow]:
+    """The account's accepted readings in the order they were accepted (= date order)."""
+    cur = await conn.execute(
+        "SELECT reading_id, meter_serial, reading_date, value, source, consumption_kwh, stream_version, event_id"
+        " FROM readings WHERE account_no = %s ORDER BY stream_version",
+        (account_no,),
+    )
+    return [
+        ReadingRow(r[0], r[1], r[2], Decimal(r[3]), r[4], None if r[5] is None else Decimal(r[5]), r[6], r[7])
+        for r in await cur.fetchall()
+    ]
+
+
+async def load_charges(conn: Connection, account_no: str) -> list[ChargeFacts]:
+    cur = await conn.execute(
+        "SELECT charge_id, period, estimated, from_date, to_date, days, consumption_kwh, total,"
+        " reversed_by IS NOT NULL FROM charges WHERE account_no = %s ORDER BY period, from_date",
+        (account_no,),
+    )
+    return [
+        ChargeFacts(r[0], r[1], r[2], r[3], r[4], r[5], Decimal(r[6]), Decimal(r[7]), r[8])
+        for r in await cur.fetchall()
+    ]
+
+
+async def charge_ids_in_period(conn: Connection, account_no: str, period: str) -> list[str]:
+    cur = await conn.execute(
+        "SELECT charge_id FROM charges WHERE account_no = %s AND period = %s ORDER BY from_date, charge_id",
+        (account_no, period),
+    )
+    return [str(r[0]) for r in await cur.fetchall()]
