@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
+from contracts.events.ledger import TOPIC
 from service_runtime.settings import ServiceSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
@@ -15,3 +16,13 @@ class LedgerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
 
     service_name: str = "ledger"
+    # Bigger batches than the runtime's default (500): the ledger's consumers write a batch with a few
+    # statements, so per-batch costs dominate; at 2,000 a batch is still ~1 MB of messages.
+    consumer_batch_size: int = 2000
+    # Where the ledger's canonical events are published (the contract's topic; benchmarks use their own).
+    events_topic: str = TOPIC
+    # Aggregates kept in memory by the worker's inputs (an LRU weighed by events, ~0.5 KB each): it
+    # bounds the worker's memory; a miss costs reading the stream from the event store.
+    aggregate_cache_events: int = 100_000
+    # `python -m ledger.worker parked` flags parked messages older than this.
+    parked_stale_after_days: int = 7

@@ -48,8 +48,8 @@ class ServiceLedger:
     service_code: str
     version: int = 0
     opening: OpeningBalanceSet | None = None
-    _charge_ids: set[str] = field(default_factory=set, repr=False)
-    _correction_ids: set[str] = field(default_factory=set, repr=False)
+    _charges: dict[str, AccrualPosted] = field(default_factory=dict, repr=False)
+    _corrections: dict[str, CorrectionPosted] = field(default_factory=dict, repr=False)
     _payments: dict[str, PaymentReceived] = field(default_factory=dict, repr=False)
     _reversed: set[str] = field(default_factory=set, repr=False)
 
@@ -75,10 +75,18 @@ class ServiceLedger:
         return payment_id in self._reversed
 
     def knows_charge(self, charge_id: str) -> bool:
-        return charge_id in self._charge_ids
+        return charge_id in self._charges
 
     def knows_correction(self, correction_id: str) -> bool:
-        return correction_id in self._correction_ids
+        return correction_id in self._corrections
+
+    def known_charge(self, charge_id: str) -> AccrualPosted | None:
+        """The accrual first posted under `charge_id`, to compare with a redelivered one."""
+        return self._charges.get(charge_id)
+
+    def known_correction(self, correction_id: str) -> CorrectionPosted | None:
+        """The correction first posted under `correction_id`, to compare with a redelivered one."""
+        return self._corrections.get(correction_id)
 
     # --- commands ------------------------------------------------------------------------------
 
@@ -103,7 +111,7 @@ class ServiceLedger:
         estimated: bool = False,
     ) -> list[LedgerEvent]:
         event = AccrualPosted(charge_id, period, amount, tariff, consumption_kwh, estimated)
-        if charge_id in self._charge_ids:
+        if charge_id in self._charges:
             return []
         return self._record(event)
 
@@ -111,7 +119,7 @@ class ServiceLedger:
         self, correction_id: str, period: Period, amount: Decimal, reason: str
     ) -> list[LedgerEvent]:
         event = CorrectionPosted(correction_id, period, amount, reason)
-        if correction_id in self._correction_ids:
+        if correction_id in self._corrections:
             return []
         return self._record(event)
 
@@ -142,13 +150,13 @@ class ServiceLedger:
                     raise InconsistentStream("a second OpeningBalanceSet")
                 self.opening = event
             case AccrualPosted(charge_id=charge_id):
-                if charge_id in self._charge_ids:
+                if charge_id in self._charges:
                     raise InconsistentStream(f"charge {charge_id!r} posted twice")
-                self._charge_ids.add(charge_id)
+                self._charges[charge_id] = event
             case CorrectionPosted(correction_id=correction_id):
-                if correction_id in self._correction_ids:
+                if correction_id in self._corrections:
                     raise InconsistentStream(f"correction {correction_id!r} posted twice")
-                self._correction_ids.add(correction_id)
+                self._corrections[correction_id] = event
             case PaymentReceived(payment_id=payment_id):
                 if payment_id in self._payments:
                     raise InconsistentStream(f"payment {payment_id!r} received twice")

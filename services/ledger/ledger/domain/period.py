@@ -9,6 +9,7 @@ so instants on either side of the change land in the right month.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class Period:
             yield current
             if current == last:
                 return
-            current = current.next()
+            current = _next(current)
 
     @property
     def ordinal(self) -> int:
@@ -106,3 +107,20 @@ class Period:
 def period_of_instant(instant: datetime) -> Period:
     """The Almaty calendar month of an aware instant (typically a UTC timestamp)."""
     return Period.of_instant(instant)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_period(text: str) -> Period:
+    """`Period.parse`, cached: projections parse the same few months over and over."""
+    return Period.parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _next(period: Period) -> Period:
+    return period.next()
+
+
+@functools.lru_cache(maxsize=4096)
+def period_of_ordinal(ordinal: int) -> Period:
+    """The period with this `ordinal` (months since year 0), cached."""
+    return Period(ordinal // 12, ordinal % 12 + 1)

@@ -21,12 +21,14 @@ from decimal import Decimal
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from ledger.adapters.codec import movement_of, to_contract
 from ledger.domain.account_ledger import ServiceLedger
 from ledger.domain.errors import UnknownPayment
-from ledger.domain.events import LedgerEvent
+from ledger.domain.events import LedgerEvent, PaymentReceived, PaymentReversed
 from ledger.domain.payments import PaymentLine, PaymentsView, payment_lines
 from ledger.domain.period import Period
 from ledger.domain.periods import PeriodBalances, PeriodRow, period_table
+from ledger.domain.sheet import Movement, PeriodSheet, TiynRow
 
 FIRST_DAY, LAST_DAY = date(2023, 10, 1), date(2025, 5, 31)
 PERIODS = list(Period.span(Period.of_date(FIRST_DAY), Period.of_date(LAST_DAY)))
@@ -372,3 +374,60 @@ def test_period_round_trips_and_steps(year: int, month: int) -> None:
     if period != Period(1, 1):
         assert period.prev().next() == period
     assert Period.of_date(period.first_day) == Period.of_date(period.last_day) == period
+
+
+# --- the stored-rows re-roll of the read model ---------------------------------------------------
+
+
+def canonical_movements(stream: Sequence[LedgerEvent]) -> list[Movement]:
+    """The stream as the projection sees it: canonical payloads (a reversal carries its payment's month
+    and amount) turned into movements."""
+    received: dict[str, PaymentReceived] = {}
+    movements = []
+    for ledger_event in stream:
+        if isinstance(ledger_event, PaymentReceived):
+            received[ledger_event.payment_id] = ledger_event
+        reversed_payment = (
+            received[ledger_event.payment_id] if isinstance(ledger_event, PaymentReversed) else None
+        )
+        movements.append(movement_of(to_contract(ACCOUNT, SERVICE, ledger_event, reversed_payment)))
+    return movements
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds(), st.data())
+def test_stored_rows_rerolled_batch_by_batch_equal_the_fold(
+    delivery: list[Command], data: st.DataObject
+) -> None:
+    """What `ledger_periods` holds after any split of the stream into batches, each applied to the rows
+    stored by the previous ones, is `period_table` of the stream so far; and each batch writes exactly
+    the rows that appeared or changed."""
+    _, stream = deliver(delivery)
+    movements = canonical_movements(stream)
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=6))))
+    stored: dict[Period, PeriodRow] = {}
+    start = 0
+    for cut in [*cuts, len(stream)]:
+        batch = movements[start:cut]
+        sheet = PeriodSheet(stored.values()).apply_all(batch)
+        # what the projection loads: the first and last rows, and every row from the earliest month
+        # the batch touches (all of them when it opens the stream)
+        since = min((m.period for m in batch), default=None)
+        if any(m.opening is not None for m in batch):
+            since = min(stored, default=None)
+        ends = {min(stored), max(stored)} if stored else set()
+        loaded = [
+            TiynRow.of(row) for p, row in stored.items() if p in ends or (since is not None and p >= since)
+        ]
+        partial = PeriodSheet.partial(loaded).apply_all(batch)
+        changed = sheet.changed_rows()
+        expected = period_table(stream[:cut])
+        assert changed == [row for row in expected if stored.get(row.period) != row]
+        assert partial.changed_rows() == changed
+        stored.update({row.period: row for row in changed})
+        assert sorted(stored.values(), key=lambda r: r.period) == expected
+        balance = tiyn(expected[-1].closing_balance) if expected else 0
+        assert sheet.balance == partial.balance == balance
+        if len(batch) > 1:
+            event("a batch of several events")
+        start = cut

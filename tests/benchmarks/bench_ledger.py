@@ -1,0 +1,520 @@
+"""Benchmarks of the ledger service (not part of the test run's pass/fail).
+
+    uv run python -m tests.benchmarks.bench_ledger [--accounts N] [--payments M]
+
+Everything runs against a fresh database and private Kafka topics (created, then dropped/deleted), so the
+shared topics and other tests never see the benchmark's events.
+
+1. Ingest: M back-office PaymentReported messages (JSON envelopes keyed by account, over N opened
+   accounts) wait on the payments topic; then the ledger worker starts in a process of its own (all five
+   consumers, including the idle ones, and the outbox relay, as `python -m ledger.worker run` has them)
+   and runs until every payment is visible in the read models (`ledger_payments` and the balances of
+   `ledger_period_streams` / `ledger_periods`). Reported: events/s from start to the last balance, and
+   sustained (from 10 % to 100 % visible, which leaves out the consumers' group join), and the worker
+   process's peak RSS (`resource.getrusage`).
+2. Rebuild: `ledger-periods` and `ledger-payments` refolded from the event store, in a process of its
+   own: events read per second, and its peak RSS.
+3. Baseline, in the same run: raw aiokafka consume of the same M messages + one multi-row INSERT per
+   fetched batch into a PostgreSQL table, in a process of its own. Both rates are printed as a ratio to it.
+
+Targets (issue 5): ingest ≥ 5,000 events/s, rebuild ≥ 20,000 events/s, a worker under 200 MB RSS. The
+machine is shared and noisy (2 cores with PostgreSQL, Kafka and other engineers' processes): ratios to
+the baseline mean more than absolute rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import psycopg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from psycopg import sql
+
+from contracts import backoffice as bo
+from contracts.envelope import Envelope
+from contracts.events import accounts as acc
+from contracts.events import ledger as ledger_events
+from contracts.registry import EventRegistry
+from ledger.adapters.runner import LedgerConsumerRunner
+from service_runtime.db import open_pool
+from service_runtime.kafka import idempotent_producer
+from service_runtime.relay import OutboxRelay
+from tests.support.stack import load_stack_env
+
+PARTITIONS = 6
+
+
+@dataclass(frozen=True)
+class Topics:
+    payments: str
+    accounts: str
+    ledger: str
+
+    @classmethod
+    def fresh(cls) -> Topics:
+        run = uuid.uuid4().hex[:8]
+        return cls(
+            f"bench-{run}.backoffice.payments", f"bench-{run}.accounts.events", f"bench-{run}.ledger.events"
+        )
+
+    def all(self) -> list[str]:
+        names = [self.payments, self.accounts, self.ledger]
+        return names + [f"{n}.dlq" for n in names]
+
+
+def bench_registry(topics: Topics) -> EventRegistry:
+    """The real payload models, registered on the benchmark's private topics."""
+    registry = EventRegistry()
+    registry.register("PaymentReported", version=1, topic=topics.payments)(bo.PaymentReported)
+    registry.register("PaymentCancelled", version=1, topic=topics.payments)(bo.PaymentCancelled)
+    for name in ("AccountOpened", "AccountLinked", "AccountUnlinked"):
+        registry.register(name, version=1, topic=topics.accounts)(getattr(acc, name))
+    for name in (
+        "OpeningBalanceSet",
+        "AccrualPosted",
+        "CorrectionPosted",
+        "PaymentReceived",
+        "PaymentReversed",
+    ):
+        registry.register(name, version=1, topic=topics.ledger)(getattr(ledger_events, name))
+    return registry
+
+
+# --- the phases, each run in a process of its own ------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. `getrusage(RUSAGE_SELF).ru_maxrss` would do, but on Linux it
+    carries the parent's high-water mark across fork and exec; /proc/self/status's VmHWM starts afresh
+    at exec. Both are read; the smaller is this process's own."""
+    rusage_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return min(rusage_mb, int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return rusage_mb
+
+
+def worker_handlers(topics: Topics, registry: EventRegistry, bootstrap: str) -> list[Any]:
+    from ledger.adapters.dead_letters import DeadLetterSender
+    from ledger.adapters.ingress import BackofficeIngress, UpstreamIngress
+    from ledger.adapters.projections import AccountLinksProjection, LedgerReadModels
+    from ledger.adapters.streams import AggregateCache, StoreConfig
+    from ledger.settings import LedgerSettings
+
+    defaults = LedgerSettings()
+    config = StoreConfig(topic=topics.ledger, producer="ledger", event_registry=registry)
+    dead_letters = DeadLetterSender(bootstrap, "ledger-bench.parked")
+    cache = AggregateCache(defaults.aggregate_cache_events)
+    return [
+        BackofficeIngress(config, dead_letters, cache=cache, topics=(topics.payments,)),
+        UpstreamIngress(config, dead_letters, cache=cache, topics=(topics.accounts,)),
+        LedgerReadModels(topics=(topics.ledger,)),
+        AccountLinksProjection(topics=(topics.accounts,)),
+    ]
+
+
+async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
+    """Run the ledger worker until the read models show `target_versions` applied and
+    `target_payments` payments; report timings."""
+    from ledger.settings import LedgerSettings
+
+    topics = Topics(**args["topics"])
+    dsn, bootstrap = args["dsn"], args["bootstrap"]
+    settings = LedgerSettings(database_url=dsn, kafka_bootstrap_servers=bootstrap)
+    registry = bench_registry(topics)
+    pool = await open_pool(dsn, max_size=settings.database_pool_size, name="ledger-bench-worker")
+    relay = OutboxRelay(pool, dsn, bootstrap, service="ledger-bench", batch_size=settings.relay_batch_size)
+    runners = [
+        LedgerConsumerRunner(
+            handler,
+            pool,
+            bootstrap,
+            service=f"ledger-bench-{args['group']}",
+            batch_size=settings.consumer_batch_size,
+            event_registry=registry,
+        )
+        for handler in worker_handlers(topics, registry, bootstrap)
+    ]
+    only = os.environ.get("BENCH_ONLY")  # tuning: run just some of the worker's parts ("ingress", ...)
+    if only:
+        runners = [r for r in runners if r.handler.name in only.split(",")]
+    started, started_at = time.perf_counter(), time.time()
+    cpu_started = time.process_time()
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    if not only or "relay" in only:
+        tasks.append(asyncio.create_task(relay.run()))
+    target_versions, target_payments = int(args["target_versions"]), int(args["target_payments"])
+    baseline_versions = int(args["baseline_versions"])
+    tenth: float | None = None
+    try:
+        while True:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT (SELECT coalesce(sum(version), 0) FROM ledger_period_streams),"
+                    " (SELECT count(*) FROM ledger_payments)"
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                versions, payments = int(row[0]), int(row[1])
+            now = time.perf_counter()
+            done_fraction = (versions - baseline_versions) / max(1, target_versions - baseline_versions)
+            if tenth is None and done_fraction >= 0.1:
+                tenth = now
+            if versions >= target_versions and payments >= target_payments:
+                break
+            if only and "ledger-read-models" not in only:  # no projection: wait for the event store instead
+                async with pool.connection() as conn:
+                    cur = await conn.execute("SELECT count(*) FROM events")
+                    row = await cur.fetchone()
+                    assert row is not None
+                    if int(row[0]) >= target_versions:
+                        break
+            if now - started > args["timeout_s"]:
+                raise TimeoutError(
+                    f"only {versions}/{target_versions} versions, {payments}/{target_payments} payments"
+                )
+            await asyncio.sleep(0.05)
+    finally:
+        for runner in runners:
+            runner.stop()
+        relay.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+    finished = time.perf_counter()
+    if os.environ.get("BENCH_TRACEMALLOC"):  # tuning: where the worker's Python memory is
+        import tracemalloc
+
+        for stat in tracemalloc.take_snapshot().statistics("filename")[:12]:
+            print(stat, file=sys.stderr)
+        print("tracemalloc peak MB", tracemalloc.get_traced_memory()[1] / 2**20, file=sys.stderr)
+    events = target_versions - baseline_versions
+    return {
+        "cpu_seconds": time.process_time() - cpu_started,
+        "events": events,
+        "seconds": finished - started,
+        "sustained_events": int(events * 0.9),
+        "sustained_seconds": finished - (tenth or started),
+        "peak_rss_mb": peak_rss_mb(),
+        "started_at": started_at,
+    }
+
+
+async def rebuild_phase(args: dict[str, Any]) -> dict[str, Any]:
+    from ledger.adapters.rebuild import rebuild_from_store
+
+    pool = await open_pool(args["dsn"], max_size=1, name="ledger-bench-rebuild")
+    try:
+        results = {}
+        for name in ("ledger-periods", "ledger-payments"):
+            stats = await rebuild_from_store(pool, name)
+            results[name] = {"events": stats.events, "seconds": stats.seconds, "rows": stats.rows}
+    finally:
+        await pool.close()
+    results["peak_rss_mb"] = peak_rss_mb()  # type: ignore[assignment]
+    return results
+
+
+async def baseline_phase(args: dict[str, Any]) -> dict[str, Any]:
+    """Raw aiokafka consume of the payments topic + one multi-row INSERT per fetched batch."""
+    dsn, n = args["dsn"], int(args["target_payments"])
+    consumer = AIOKafkaConsumer(
+        args["topics"]["payments"],
+        bootstrap_servers=args["bootstrap"],
+        group_id=f"ledger-bench-baseline-{args['group']}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS bench_baseline (event_id UUID PRIMARY KEY, account_no TEXT, amount NUMERIC(14,2))"
+    )
+    started = time.perf_counter()
+    await consumer.start()
+    seen = 0
+    tenth: float | None = None
+    try:
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            records = [r for batch in batches.values() for r in batch]
+            if not records:
+                continue
+            messages = [orjson.loads(r.value) for r in records]
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO bench_baseline SELECT * FROM unnest(%s::uuid[], %s::text[], %s::numeric[])"
+                    " ON CONFLICT DO NOTHING",
+                    (
+                        [m["event_id"] for m in messages],
+                        [m["payload"]["account_no"] for m in messages],
+                        [m["payload"]["amount"] for m in messages],
+                    ),
+                )
+            seen += len(records)
+            if tenth is None and seen >= n / 10:
+                tenth = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await conn.close()
+    finished = time.perf_counter()
+    return {
+        "events": n,
+        "seconds": finished - started,
+        "sustained_events": int(n * 0.9),
+        "sustained_seconds": finished - (tenth or started),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+PHASES = {"worker": worker_phase, "rebuild": rebuild_phase, "baseline": baseline_phase}
+
+
+def run_phase(phase: str, args: dict[str, Any], *, tuning: bool = False) -> dict[str, Any]:
+    """Run a phase in a fresh Python process (so its peak RSS is its own)."""
+    env = {**os.environ, "LOG_LEVEL": "WARNING"}
+    if not tuning:
+        env.pop("BENCH_ONLY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.bench_ledger", "--phase", phase, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    log = f"/tmp/bench_ledger_{phase}.log"
+    with open(log, "a") as f:
+        f.write(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"phase {phase} failed (log: {log}):\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- the orchestration -----------------------------------------------------------------------------------
+
+
+async def produce_all(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> float:
+    producer = idempotent_producer(bootstrap, client_id="ledger-bench-producer")
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        futures = [await producer.send(topic, value=value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def account_opened(account_no: str) -> tuple[bytes, bytes]:
+    payload = acc.AccountOpened(
+        account_no=account_no,
+        payer_name="Иванов Иван Иванович",
+        address="г. Алматы, ул. Абая, 1",
+        residents=2,
+        electric_stove=False,
+        living_alone=False,
+        tariff_option="flat",
+        district_office_code="ROES-1",
+        opened_on=date(2025, 1, 1),
+        opening_balance=Decimal("1000.00"),
+    )
+    stream = acc.account_stream(account_no)
+    envelope = Envelope(
+        event_type="AccountOpened",
+        schema_version=1,
+        stream_id=stream,
+        stream_version=1,
+        producer="accounts",
+        payload=payload.model_dump(mode="json"),
+    )
+    return stream.encode(), envelope.to_json_bytes()
+
+
+def payment_reported(rng: random.Random, account_no: str, i: int) -> tuple[bytes, bytes]:
+    paid_on = date(2025, 1, 1) + timedelta(days=rng.randint(0, 300))
+    message = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "PaymentReported",
+        "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "producer": "backoffice",
+        "payload": {
+            "payment_id": f"BANK-{i:09d}",
+            "account_no": account_no,
+            "amount": f"{Decimal(rng.randint(100, 5_000_000)) / 100:.2f}",
+            "paid_on": paid_on.isoformat(),
+            "bank": rng.choice(["Halyk Bank", "Kaspi Bank", "Jusan Bank", "Forte Bank"]),
+        },
+    }
+    return account_no.encode(), orjson.dumps(message)
+
+
+async def create_topics(bootstrap: str, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics.all()])
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics.all())
+    finally:
+        await admin.close()
+
+
+def rate(result: dict[str, Any], sustained: bool = False) -> float:
+    if sustained:
+        return float(result["sustained_events"] / result["sustained_seconds"])
+    return float(result["events"] / result["seconds"])
+
+
+async def orchestrate(n_accounts: int, n_payments: int) -> None:
+    env = load_stack_env()
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    admin_dsn = os.environ["PG_ADMIN_URL"]
+    database = f"bench_ledger_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    dsn = urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{database}"))
+    topics = Topics.fresh()
+    await create_topics(bootstrap, topics)
+    try:
+        from ledger.settings import MIGRATIONS_DIR
+        from service_runtime.migrations import migrate_to_head
+
+        await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, dsn)
+        rng = random.Random(5)
+        accounts = [str(100_000_000_000 + i * 7919) for i in range(n_accounts)]
+        common = {"dsn": dsn, "bootstrap": bootstrap, "topics": topics.__dict__, "timeout_s": 1800}
+
+        print(
+            f"ledger benchmark: {n_accounts:,} accounts, {n_payments:,} payments; database {database}",
+            flush=True,
+        )
+        await produce_all(bootstrap, topics.accounts, [account_opened(a) for a in accounts])
+        setup = run_phase(
+            "worker",
+            {**common, "group": "worker", "target_versions": n_accounts, "target_payments": 0,
+             "baseline_versions": 0, "baseline_payments": 0},
+        )  # fmt: skip
+        print(
+            f"  setup: {n_accounts:,} accounts opened through the worker in {setup['seconds']:.1f}s",
+            flush=True,
+        )
+
+        payments = (payment_reported(rng, rng.choice(accounts), i) for i in range(n_payments))
+        produced_in = await produce_all(bootstrap, topics.payments, payments)
+        print(
+            f"  {n_payments:,} PaymentReported produced in {produced_in:.1f}s (backlog for both runs)",
+            flush=True,
+        )
+
+        baseline = run_phase("baseline", {**common, "group": "b", "target_payments": n_payments})
+        ingest = run_phase(
+            "worker",
+            {**common, "group": "worker", "target_versions": n_accounts + n_payments, "target_payments": n_payments,
+             "baseline_versions": n_accounts, "baseline_payments": 0},
+            tuning=True,
+        )  # fmt: skip
+        rebuild = run_phase("rebuild", common)
+
+        with psycopg.connect(dsn) as conn:
+            stored = conn.execute("SELECT count(*) FROM events").fetchone()
+            paid = conn.execute("SELECT sum(paid) FROM ledger_periods").fetchone()
+            # Stage timings from the transactions' timestamps (now() is the transaction's start).
+            stages = conn.execute(
+                "SELECT extract(epoch FROM (SELECT max(recorded_at) FROM events WHERE event_type = 'PaymentReceived')),"
+                " extract(epoch FROM (SELECT max(updated_at) FROM ledger_period_streams))"
+            ).fetchone()
+        assert stored is not None and stored[0] == n_accounts + n_payments, stored
+        assert paid is not None
+
+        base_rate, base_sustained = rate(baseline), rate(baseline, sustained=True)
+        print()
+        print(f"  baseline  raw aiokafka consume + 1 INSERT/batch: {base_rate:>9,.0f} ev/s"
+              f" (sustained {base_sustained:,.0f}), peak RSS {baseline['peak_rss_mb']:.0f} MB")  # fmt: skip
+        ing, ing_sustained = rate(ingest), rate(ingest, sustained=True)
+        print(f"  ingest    PaymentReported → balances visible:     {ing:>9,.0f} ev/s"
+              f" (sustained {ing_sustained:,.0f}) = {ing / base_rate:.2f}× baseline"
+              f" ({ing_sustained / base_sustained:.2f}× sustained); target ≥ 5,000")  # fmt: skip
+        assert stages is not None
+        ingress_s, projected_s = (float(t) - ingest["started_at"] for t in stages)
+        print(f"            stages: the last payment appended to the store after {ingress_s:.1f}s"
+              f" ({n_payments / ingress_s:,.0f} ev/s), the last balance written after {projected_s:.1f}s")  # fmt: skip
+        print(f"            worker CPU {ingest['cpu_seconds']:.1f}s: {n_payments / ingest['cpu_seconds']:,.0f} events"
+              f" per CPU-second of the worker process (PostgreSQL and Kafka use the other core)")  # fmt: skip
+        print(f"            worker peak RSS {ingest['peak_rss_mb']:.0f} MB (target < 200 MB)")
+        for name in ("ledger-periods", "ledger-payments"):
+            r = rebuild[name]
+            ev = r["events"] / r["seconds"]
+            print(f"  rebuild   {name:<16} from the event store:   {ev:>9,.0f} ev/s"
+                  f" ({r['events']:,} events, {r['rows']:,} rows in {r['seconds']:.2f}s)"
+                  f" = {ev / base_rate:.2f}× baseline; target ≥ 20,000")  # fmt: skip
+        print(f"            rebuild peak RSS {rebuild['peak_rss_mb']:.0f} MB")
+        print(f"  check: {stored[0]:,} events stored, sum(paid) = {paid[0]}")
+    finally:
+        await delete_topics(bootstrap, topics)
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--accounts", type=int, default=20_000)
+    parser.add_argument("--payments", type=int, default=100_000)
+    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("phase_args", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        if os.environ.get("BENCH_TRACEMALLOC"):
+            import tracemalloc
+
+            tracemalloc.start()
+        if os.environ.get("BENCH_PROFILE") == args.phase:  # a cProfile dump of the phase, for tuning
+            import cProfile
+
+            with cProfile.Profile() as profile:
+                result = asyncio.run(PHASES[args.phase](json.loads(args.phase_args)))
+            profile.dump_stats(f"/tmp/bench_ledger_{args.phase}.prof")
+        else:
+            result = asyncio.run(PHASES[args.phase](json.loads(args.phase_args)))
+        print(json.dumps(result))
+        return
+    asyncio.run(orchestrate(args.accounts, args.payments))
+
+
+if __name__ == "__main__":
+    main()
