@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from backoffice_simulator.demo import (
     demo_scenario,
     load_or_create_credentials,
@@ -37,7 +38,6 @@ from backoffice_simulator.generator import (
 )
 from backoffice_simulator.ledger import SimLedger
 from backoffice_simulator.portal import ApiError, PortalClient
-
 from tests.support.stack import eventually
 
 pytestmark = pytest.mark.stack

@@ -19,11 +19,11 @@ import subprocess
 from typing import Any
 
 import pytest
+
 from backoffice_simulator.generator import Scenario, almaty_today, generate
 from backoffice_simulator.kafka import ensure_topics, publish
 from backoffice_simulator.ledger import SimLedger
 from backoffice_simulator.portal import PortalClient
-
 from contracts.registry import registry
 from tests.backoffice.support import end_offsets, fresh_prefix, link_when_ready, new_user, wait_for_events
 from tests.support.stack import eventually

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from backoffice_simulator.chaos import Chaos, ChaosConfig, malformed_message
 from backoffice_simulator.dlq import Fix, list_dead_letters, replay
 from backoffice_simulator.generator import Month, Scenario, almaty_today, generate
@@ -30,7 +31,6 @@ from backoffice_simulator.kafka import ensure_topics, publish
 from backoffice_simulator.ledger import SimLedger
 from backoffice_simulator.portal import ApiError, PortalClient
 from backoffice_simulator.wire import OutMessage, almaty, message
-
 from contracts import backoffice as bo
 from tests.backoffice.support import end_offsets, fresh_prefix, link_when_ready, new_user
 from tests.support.stack import eventually
