@@ -6,12 +6,13 @@ Everything runs against a fresh database and private Kafka topics (created, then
 shared topics and other tests never see the benchmark's events.
 
 1. Ingest: M back-office PaymentReported messages (JSON envelopes keyed by account, over N opened
-   accounts) wait on the payments topic; then the ledger worker starts in a process of its own (all five
+   accounts) wait on the payments topic; then the ledger worker starts in a process of its own (all four
    consumers, including the idle ones, and the outbox relay, as `python -m ledger.worker run` has them)
    and runs until every payment is visible in the read models (`ledger_payments` and the balances of
    `ledger_period_streams` / `ledger_periods`). Reported: events/s from start to the last balance, and
-   sustained (from 10 % to 100 % visible, which leaves out the consumers' group join), and the worker
-   process's peak RSS (`resource.getrusage`).
+   sustained (from 10 % to 100 % visible, which leaves out the consumers' group join), the worker
+   process's CPU time and peak RSS. With `--split`, a second run does the same with the worker split in
+   two processes (inputs + relay; read models), as LEDGER_WORKER_HANDLERS allows in production.
 2. Rebuild: `ledger-periods` and `ledger-payments` refolded from the event store, in a process of its
    own: events read per second, and its peak RSS.
 3. Baseline, in the same run: raw aiokafka consume of the same M messages + one multi-row INSERT per
@@ -19,7 +20,13 @@ shared topics and other tests never see the benchmark's events.
 
 Targets (issue 5): ingest ≥ 5,000 events/s, rebuild ≥ 20,000 events/s, a worker under 200 MB RSS. The
 machine is shared and noisy (2 cores with PostgreSQL, Kafka and other engineers' processes): ratios to
-the baseline mean more than absolute rates.
+the baseline, and the worker's events per CPU-second, mean more than absolute rates.
+
+Tuning aids (environment): BENCH_PROFILE=worker|rebuild|baseline writes a cProfile dump of that phase to
+/tmp/bench_ledger_<phase>.prof; BENCH_ONLY=backoffice-ingress[,relay,...] runs only those parts of the
+worker in the ingest phase; BENCH_TRACEMALLOC=1 prints where the worker's Python memory is. Each
+phase's stderr is appended to /tmp/bench_ledger_<phase>.log. LEDGER_* settings apply (e.g.
+LEDGER_CONSUMER_BATCH_SIZE, LEDGER_AGGREGATE_CACHE_EVENTS).
 """
 
 from __future__ import annotations
@@ -290,7 +297,85 @@ async def baseline_phase(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-PHASES = {"worker": worker_phase, "rebuild": rebuild_phase, "baseline": baseline_phase}
+async def replay_phase(args: dict[str, Any]) -> dict[str, Any]:
+    """The read models emptied and rebuilt by their consumer replaying ledger.events from the beginning
+    (the runtime's kind of rebuild), in this process alone: what the projection costs by itself."""
+    from ledger.adapters.projections import LedgerReadModels
+    from ledger.settings import LedgerSettings
+
+    topics = Topics(**args["topics"])
+    dsn, bootstrap = args["dsn"], args["bootstrap"]
+    settings = LedgerSettings(database_url=dsn, kafka_bootstrap_servers=bootstrap)
+    registry = bench_registry(topics)
+    pool = await open_pool(dsn, max_size=4, name="ledger-bench-replay")
+    async with pool.connection() as conn:
+        await conn.execute("TRUNCATE ledger_periods, ledger_period_streams, ledger_payments")
+    runner = LedgerConsumerRunner(
+        LedgerReadModels(topics=(topics.ledger,)),
+        pool,
+        bootstrap,
+        service="ledger-bench-replay",
+        batch_size=settings.consumer_batch_size,
+        event_registry=registry,
+    )
+    started, cpu_started = time.perf_counter(), time.process_time()
+    task = asyncio.create_task(runner.run())
+    target = int(args["target_versions"])
+    try:
+        while True:
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT coalesce(sum(version), 0) FROM ledger_period_streams")
+                row = await cur.fetchone()
+            if row is not None and int(row[0]) >= target:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        runner.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.close()
+    return {
+        "events": target,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+PHASES = {
+    "worker": worker_phase,
+    "rebuild": rebuild_phase,
+    "baseline": baseline_phase,
+    "replay": replay_phase,
+}
+
+
+async def run_split(args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ingest phase with the worker split in two processes running at once."""
+    parts = ["backoffice-ingress,upstream-ingress,account-links,relay", "ledger-read-models"]
+    procs = []
+    for part in parts:
+        env = {**os.environ, "LOG_LEVEL": "WARNING", "BENCH_ONLY": part}
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.benchmarks.bench_ledger",
+                "--phase",
+                "worker",
+                json.dumps(args),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        )
+    results = []
+    for proc in procs:
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"split worker failed:\n{err.decode()[-4000:]}")
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return results
 
 
 def run_phase(phase: str, args: dict[str, Any], *, tuning: bool = False) -> dict[str, Any]:
@@ -397,7 +482,7 @@ def rate(result: dict[str, Any], sustained: bool = False) -> float:
     return float(result["events"] / result["seconds"])
 
 
-async def orchestrate(n_accounts: int, n_payments: int) -> None:
+async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> None:
     env = load_stack_env()
     for key, value in env.items():
         os.environ.setdefault(key, value)
@@ -441,22 +526,36 @@ async def orchestrate(n_accounts: int, n_payments: int) -> None:
         )
 
         baseline = run_phase("baseline", {**common, "group": "b", "target_payments": n_payments})
-        ingest = run_phase(
-            "worker",
-            {**common, "group": "worker", "target_versions": n_accounts + n_payments, "target_payments": n_payments,
-             "baseline_versions": n_accounts, "baseline_payments": 0},
-            tuning=True,
-        )  # fmt: skip
-        rebuild = run_phase("rebuild", common)
-
+        ingest_args = {
+            **common, "group": "worker", "target_versions": n_accounts + n_payments, "target_payments": n_payments,
+            "baseline_versions": n_accounts, "baseline_payments": 0,
+        }  # fmt: skip
+        if split:
+            parts = await run_split(ingest_args)
+            ingest = {
+                "events": n_payments,
+                "seconds": max(p["seconds"] for p in parts),
+                "sustained_events": int(n_payments * 0.9),
+                "sustained_seconds": max(p["sustained_seconds"] for p in parts),
+                "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
+                "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+                "started_at": min(p["started_at"] for p in parts),
+            }
+            print("  (the worker split in two processes: inputs + relay | read models)")
+        else:
+            ingest = run_phase("worker", ingest_args, tuning=True)
         with psycopg.connect(dsn) as conn:
-            stored = conn.execute("SELECT count(*) FROM events").fetchone()
-            paid = conn.execute("SELECT sum(paid) FROM ledger_periods").fetchone()
             # Stage timings from the transactions' timestamps (now() is the transaction's start).
             stages = conn.execute(
                 "SELECT extract(epoch FROM (SELECT max(recorded_at) FROM events WHERE event_type = 'PaymentReceived')),"
                 " extract(epoch FROM (SELECT max(updated_at) FROM ledger_period_streams))"
             ).fetchone()
+        rebuild = run_phase("rebuild", common)
+        replay = run_phase("replay", {**common, "target_versions": n_accounts + n_payments})
+
+        with psycopg.connect(dsn) as conn:
+            stored = conn.execute("SELECT count(*) FROM events").fetchone()
+            paid = conn.execute("SELECT sum(paid) FROM ledger_periods").fetchone()
         assert stored is not None and stored[0] == n_accounts + n_payments, stored
         assert paid is not None
 
@@ -482,7 +581,11 @@ async def orchestrate(n_accounts: int, n_payments: int) -> None:
                   f" ({r['events']:,} events, {r['rows']:,} rows in {r['seconds']:.2f}s)"
                   f" = {ev / base_rate:.2f}× baseline; target ≥ 20,000")  # fmt: skip
         print(f"            rebuild peak RSS {rebuild['peak_rss_mb']:.0f} MB")
+        print(f"  replay    read models rebuilt by their consumer from Kafka: {rate(replay):,.0f} ev/s"
+              f" = {rate(replay) / base_rate:.2f}× baseline; {replay['events'] / replay['cpu_seconds']:,.0f}"
+              f" events per CPU-second; peak RSS {replay['peak_rss_mb']:.0f} MB")  # fmt: skip
         print(f"  check: {stored[0]:,} events stored, sum(paid) = {paid[0]}")
+
     finally:
         await delete_topics(bootstrap, topics)
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -495,6 +598,7 @@ def main() -> None:
     )
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--payments", type=int, default=100_000)
+    parser.add_argument("--split", action="store_true", help="also run the worker split in two processes")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("phase_args", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -513,7 +617,7 @@ def main() -> None:
             result = asyncio.run(PHASES[args.phase](json.loads(args.phase_args)))
         print(json.dumps(result))
         return
-    asyncio.run(orchestrate(args.accounts, args.payments))
+    asyncio.run(orchestrate(args.accounts, args.payments, args.split))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ class LedgerSettings(ServiceSettings):
     events_topic: str = TOPIC
     # Aggregates kept in memory by the worker's inputs (an LRU weighed by events, ~0.5 KB each): it
     # bounds the worker's memory; a miss costs reading the stream from the event store.
-    aggregate_cache_events: int = 100_000
+    aggregate_cache_events: int = 50_000
+    # Which consumers this worker process runs (comma-separated names; empty: all four). Lets the inputs
+    # and the read models run in separate processes (and cores); the relay runs where `relay` is true.
+    worker_handlers: str = ""
+    worker_relay: bool = True
     # `python -m ledger.worker parked` flags parked messages older than this.
     parked_stale_after_days: int = 7

@@ -35,12 +35,17 @@ def build_handlers(settings: LedgerSettings) -> list[Projection | IngressHandler
     config = StoreConfig(topic=settings.events_topic, producer=settings.service_name)
     cache = AggregateCache(settings.aggregate_cache_events)  # shared by both inputs
     dead_letters = DeadLetterSender(settings.kafka_bootstrap_servers, f"{settings.service_name}.parked")
-    return [
+    every: list[Projection | IngressHandler] = [
         BackofficeIngress(config, dead_letters, cache=cache),
         UpstreamIngress(config, dead_letters, cache=cache),
         LedgerReadModels(topics=(settings.events_topic,)),
         AccountLinksProjection(),
     ]
+    wanted = {name.strip() for name in settings.worker_handlers.split(",") if name.strip()}
+    unknown = wanted - {h.name for h in every}
+    if unknown:
+        raise ValueError(f"LEDGER_WORKER_HANDLERS names unknown consumers: {sorted(unknown)}")
+    return [h for h in every if not wanted or h.name in wanted]
 
 
 def handlers() -> list[Projection | IngressHandler]:
@@ -50,7 +55,10 @@ def handlers() -> list[Projection | IngressHandler]:
 def worker_spec(settings: LedgerSettings | None = None) -> WorkerSpec:
     settings = settings or LedgerSettings()
     return WorkerSpec(
-        settings=settings, migrations_dir=MIGRATIONS_DIR, handlers=lambda: build_handlers(settings)
+        settings=settings,
+        migrations_dir=MIGRATIONS_DIR,
+        handlers=lambda: build_handlers(settings),
+        relay=settings.worker_relay,
     )
 
 

@@ -29,7 +29,6 @@ from ledger.adapters.sqlarrays import literal
 from ledger.adapters.streams import (
     Cached,
     PgLedgerStore,
-    StreamOrderConflict,
     catch_up,
 )
 from ledger.application.commands import (
@@ -55,8 +54,7 @@ _INDEX_SQL = (
     "SELECT payment_id, account_no, service_code FROM ledger_payment_index WHERE payment_id = ANY(%s)"
 )
 _HEADS_SQL = (
-    "SELECT stream_id, version, last_tx > pg_current_xact_id() FROM ledger_streams"
-    " WHERE stream_id = ANY(%s) ORDER BY stream_id FOR UPDATE"
+    "SELECT stream_id, version FROM ledger_streams WHERE stream_id = ANY(%s) ORDER BY stream_id FOR UPDATE"
 )
 _EVENTS_SQL = """
 SELECT e.stream_id, e.stream_version, e.event_id, e.event_type, e.schema_version, e.payload::text
@@ -170,8 +168,6 @@ class BatchLedgerStore(PgLedgerStore):
             self._waiting.setdefault(payment_id, []).append(self.parked_of(parked))
         self._waiting_known = payments
 
-        if any(head[2] for head in heads.values()):
-            raise StreamOrderConflict("a stream's last writer has a newer transaction id than this batch")
         unsettled = [
             stream_id
             for stream_id, from_version in zip(stream_ids, from_versions, strict=True)
@@ -255,12 +251,18 @@ class BatchLedgerStore(PgLedgerStore):
 
     async def park(
         self, command: Command, source: Source, waiting_for: WaitingFor, payment_id: str | None = None
-    ) -> None:
+    ) -> bool:
         await self.flush()
-        await super().park(command, source, waiting_for, payment_id)
+        if not await super().park(command, source, waiting_for, payment_id):
+            # The account opened after the preload read it: forget what was read of its streams.
+            self._open.add(command.account_no)
+            for stream_id in [s for s in self._ledgers if s.startswith(f"ledger:{command.account_no}:")]:
+                del self._ledgers[stream_id]
+            return False
         if payment_id is not None:  # a cancellation now waits for it: read it from the table next time
             self._waiting_known.discard(payment_id)
             self._waiting.pop(payment_id, None)
+        return True
 
     async def unpark(self, parked: Parked) -> None:
         await self.flush()

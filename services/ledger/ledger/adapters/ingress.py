@@ -85,7 +85,7 @@ class BackofficeIngress(_LedgerInput, IngressHandler):
         cache: AggregateCache | None = None,
         topics: tuple[str, ...] | None = None,
     ) -> None:
-        super().__init__(config, dead_letters, cache or AggregateCache(100_000))
+        super().__init__(config, dead_letters, cache or AggregateCache(50_000))
         if topics is not None:
             self.topics = topics  # type: ignore[misc]
 
@@ -125,7 +125,7 @@ class UpstreamIngress(_LedgerInput, Projection):
         cache: AggregateCache | None = None,
         topics: tuple[str, ...] | None = None,
     ) -> None:
-        super().__init__(config, dead_letters, cache or AggregateCache(100_000))
+        super().__init__(config, dead_letters, cache or AggregateCache(50_000))
         if topics is not None:
             self.topics = topics  # type: ignore[misc]
 

@@ -29,6 +29,8 @@ from ledger.application.commands import (
 from ledger.domain.period import parse_period
 from ledger.domain.tariffs import RatedLine, tariff_text
 
+ESTIMATE_TRUE_UP = "Перерасчёт по фактическим показаниям"
+
 
 class Ignored(Exception):
     """A message on an input topic that the ledger has nothing to do with."""
@@ -76,7 +78,8 @@ def command_of(payload: BaseModel) -> Command | OpenAccount:
                 payload.correction_id,
                 parse_period(payload.period),
                 payload.amount,
-                payload.reason,
+                # its reason may be empty; a CorrectionPosted's may not
+                payload.reason.strip() or ESTIMATE_TRUE_UP,
             )
         case acc.AccountOpened():
             return OpenAccount(payload.account_no, payload.opened_on, payload.opening_balance)

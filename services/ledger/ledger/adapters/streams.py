@@ -4,6 +4,10 @@ register and the payment index. Everything runs in the consumer's batch transact
 Streams are the runtime's `events` table (the outbox too); this adapter appends to it directly so that
 one fact costs one synchronous round trip to PostgreSQL:
 
+Locks, always in this order: the runtime's append lock on the events table (`lock_for_append`, held to
+the end of the transaction: appends are serialized per database, so positions commit in order for the
+relay), then an account's advisory lock (only around parking, see `lock_account`), then stream heads.
+
 - **load** (one round trip, pipelined statements): lock the stream's head row in `ledger_streams`
   (`FOR UPDATE`: concurrent writers of one stream queue instead of failing), read the stream's events,
   whether the account is open, where the payment id is recorded, and the cancellations waiting for it;
@@ -51,11 +55,7 @@ from service_runtime.eventstore import lock_for_append
 
 log = logging.getLogger(__name__)
 
-# `behind`: this transaction's id is older than the one of the stream's last writer (see StreamOrderConflict).
-_HEAD_SQL = (
-    "SELECT version, last_event_id, last_tx > pg_current_xact_id() AS behind"
-    " FROM ledger_streams WHERE stream_id = %s FOR UPDATE"
-)
+_HEAD_SQL = "SELECT version, last_event_id FROM ledger_streams WHERE stream_id = %s FOR UPDATE"
 _EVENTS_SQL = (
     "SELECT stream_version, event_id, event_type, schema_version, payload::text FROM events"
     " WHERE stream_id = %s AND stream_version >= %s ORDER BY stream_version"
@@ -85,18 +85,6 @@ WITH appended AS (
 INSERT INTO ledger_payment_index (payment_id, account_no, service_code)
 SELECT %(payment_id)s, %(account_no)s, %(service_code)s WHERE %(payment_id)s::text IS NOT NULL
 """
-
-
-class StreamOrderConflict(Exception):
-    """This transaction would append to a stream after a writer with a newer transaction id.
-
-    The relay publishes in transaction-id order (`events_tx_order`), not in commit order. If a batch
-    that got its transaction id early appended to a stream after a later-started transaction had
-    committed an event to it, the stream's events would reach Kafka out of version order, and
-    consumers (which skip versions they have passed) would miss one. So the older transaction gives up:
-    the batch rolls back and the runner redelivers it in a new transaction, with a newer id. It takes
-    two writers on one stream at the same moment, so it is rare.
-    """
 
 
 @dataclass
@@ -183,8 +171,6 @@ class PgLedgerStore:
                 head, rows, facts, waiting = await self._read(key, 1, payment_id)
                 ledger = catch_up(key, None, 1, rows)
                 assert ledger is not None
-            if head is not None and head[2]:
-                raise StreamOrderConflict(f"stream {stream_id}: its last writer has a newer transaction id")
             head_version = int(head[0]) if head is not None else ledger.version
             if ledger.version == head_version:
                 break
@@ -261,19 +247,40 @@ class PgLedgerStore:
     # --- accounts -----------------------------------------------------------------------------
 
     async def record_opening(self, command: OpenAccount, source: Source) -> None:
+        await self.lock_account(command.account_no)
         await self._conn.execute(
             "INSERT INTO ledger_accounts (account_no, opened_on, opening_balance, event_id)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT (account_no) DO NOTHING",
             (command.account_no, command.opened_on, command.opening_balance, source.event_id),
         )
 
+    async def lock_account(self, account_no: str) -> None:
+        """Serialize, per account, opening it and parking a message until it opens.
+
+        Openings (upstream-ingress) and payments or corrections (backoffice-ingress) are applied by two
+        consumers at once. Without this lock, a payment could see the account not open, and be parked
+        after the opening had already taken the parked messages: it would wait forever. Held until the
+        transaction ends. The events table's append lock comes first (the order every writer takes
+        them in, so that none can deadlock on them); it already serializes the ledger's writers, this
+        one also covers a read of the account made before it (a cancellation's `locate_payment`)."""
+        await lock_for_append(self._conn)
+        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7201))", (account_no,))
+
     # --- parked messages ----------------------------------------------------------------------
 
     async def park(
         self, command: Command, source: Source, waiting_for: WaitingFor, payment_id: str | None = None
-    ) -> None:
+    ) -> bool:
         envelope = source.envelope
         assert isinstance(envelope, BaseModel)
+        if waiting_for == "account":  # unless the account opened meanwhile (see lock_account)
+            await self.lock_account(command.account_no)
+            cur = await self._conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM ledger_accounts WHERE account_no = %s)", (command.account_no,)
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return False
         await self._conn.execute(
             "INSERT INTO ledger_parked (event_id, account_no, waiting_for, payment_id, event_type,"
             " source_topic, source_partition, source_offset, message_key, message)"
@@ -300,6 +307,7 @@ class PgLedgerStore:
                 "waiting_for": waiting_for,
             },
         )
+        return True
 
     async def unpark(self, parked: Parked) -> None:
         await self._conn.execute("DELETE FROM ledger_parked WHERE id = %s", (parked.id,))

@@ -174,7 +174,9 @@ class LedgerStore(Protocol):
 
     async def park(
         self, command: Command, source: Source, waiting_for: WaitingFor, payment_id: str | None = None
-    ) -> None: ...
+    ) -> bool:
+        """Park `command`; False (and nothing parked) when it waits for its account, which turns out
+        to have opened meanwhile: the caller applies it instead."""
 
     async def unpark(self, parked: Parked) -> None: ...
 
@@ -236,8 +238,7 @@ class LedgerCommands:
         key = StreamKey(c.account_no, c.service_code)
         loaded = await self._store.load(key, payment_id=c.payment_id)
         if not loaded.account_open:
-            await self._store.park(c, source, "account", c.payment_id)
-            return Outcome.PARKED
+            return await self._park_until_open(c, source, c.payment_id)
         if loaded.payment_owner is not None and loaded.payment_owner != key:
             owner = loaded.payment_owner
             raise Rejected(
@@ -267,7 +268,9 @@ class LedgerCommands:
     async def _cancel_payment(self, c: CancelPayment, source: Source) -> Outcome:
         owner, account_open = await self._store.locate_payment(c.account_no, c.payment_id)
         if owner is None:
-            await self._store.park(c, source, "payment" if account_open else "account", c.payment_id)
+            if not account_open:
+                return await self._park_until_open(c, source, c.payment_id)
+            await self._store.park(c, source, "payment", c.payment_id)
             return Outcome.PARKED
         if owner.account_no != c.account_no:
             raise Rejected(f"payment_id {c.payment_id!r} belongs to another account, not {c.account_no}")
@@ -287,8 +290,7 @@ class LedgerCommands:
         _check_amount(c.amount, "amount")
         loaded = await self._store.load(StreamKey(c.account_no, c.service_code))
         if not loaded.account_open:
-            await self._store.park(c, source, "account")
-            return Outcome.PARKED
+            return await self._park_until_open(c, source)
         known = loaded.ledger.known_correction(c.correction_id)
         if known is not None:
             if (known.period, known.amount) != (c.period, c.amount):
@@ -309,8 +311,7 @@ class LedgerCommands:
         _check_amount(c.amount, "amount")
         loaded = await self._store.load(StreamKey(c.account_no, c.service_code))
         if not loaded.account_open:
-            await self._store.park(c, source, "account")
-            return Outcome.PARKED
+            return await self._park_until_open(c, source)
         known = loaded.ledger.known_charge(c.charge_id)
         if known is not None:
             if (known.period, known.amount) != (c.period, c.amount):
@@ -330,6 +331,13 @@ class LedgerCommands:
         return Outcome.APPLIED
 
     # --- parked facts -----------------------------------------------------------------------
+
+    async def _park_until_open(
+        self, command: Command, source: Source, payment_id: str | None = None
+    ) -> Outcome:
+        if await self._store.park(command, source, "account", payment_id):
+            return Outcome.PARKED
+        return await self.execute(command, source)  # it opened meanwhile
 
     async def _apply_parked(self, parked: Parked) -> None:
         """Apply a parked fact now; if it turns out invalid, dead-letter it (not the message being

@@ -18,8 +18,11 @@ from ledger.domain.events import (
     PaymentReversed,
 )
 from ledger.domain.payments import PaymentLine, PaymentsView, payment_lines
-from ledger.domain.period import ALMATY, Period, period_of_instant
+from ledger.domain.period import ALMATY, Period, parse_period, period_of_instant, period_of_ordinal
 from ledger.domain.periods import PeriodBalances, PeriodRow, period_table
+from ledger.domain.sheet import Movement, PeriodSheet, TiynRow, reroll
+from ledger.domain.statement import months_between, window
+from ledger.domain.tariffs import RatedLine, format_rate, tariff_text
 
 __all__ = [
     "ALMATY",
@@ -30,6 +33,7 @@ __all__ = [
     "InvalidLedgerEvent",
     "LedgerError",
     "LedgerEvent",
+    "Movement",
     "OpeningBalanceConflict",
     "OpeningBalanceSet",
     "PaymentLine",
@@ -39,9 +43,19 @@ __all__ = [
     "Period",
     "PeriodBalances",
     "PeriodRow",
+    "PeriodSheet",
+    "RatedLine",
     "ServiceLedger",
+    "TiynRow",
     "UnknownPayment",
+    "format_rate",
+    "months_between",
+    "parse_period",
     "payment_lines",
     "period_of_instant",
+    "period_of_ordinal",
     "period_table",
+    "reroll",
+    "tariff_text",
+    "window",
 ]
