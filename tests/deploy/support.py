@@ -1,7 +1,8 @@
-"""What the deploy tests share: rendering the overlays, the CRD schemas, the workspace's own facts.
+"""What the deploy tests share: rendering the overlays, the operators' schemas, the workspace's own facts.
 
-Offline only: `kubectl kustomize` (or `kustomize build`) renders, kubernetes-validate and jsonschema validate,
-and everything else is read from the repository.
+Offline: `kubectl kustomize` (or `kustomize build`) renders; kubernetes-validate, jsonschema (over the CRDs
+kept in deploy/k8s/crds) and node (deploy/k8s/crds/cloudnative-pg/validate.mjs) validate; everything else is
+read from the repository. The one exception: the first run installs validate.mjs's pinned npm packages.
 """
 
 from __future__ import annotations
@@ -167,11 +168,16 @@ def _strict(schema: Any, *, in_combinator: bool = False) -> Any:
     return out
 
 
+def crd_files() -> list[Path]:
+    """Every YAML file kept under deploy/k8s/crds (not what npm installed there)."""
+    return sorted(p for p in CRDS.rglob("*.yaml") if "node_modules" not in p.relative_to(CRDS).parts)
+
+
 @functools.cache
 def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
     """(group, version, kind) -> JSON Schema, from every CRD kept under deploy/k8s/crds."""
     schemas: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for path in sorted(CRDS.rglob("*.yaml")):
+    for path in crd_files():
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
@@ -181,6 +187,95 @@ def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
                     key = (spec["group"], version["name"], spec["names"]["kind"])
                     schemas[key] = _strict(version["schema"]["openAPIV3Schema"])
     return schemas
+
+
+# --- CloudNativePG's API, from npm ----------------------------------------------------------------------
+
+# A pinned Node project (package.json + package-lock.json): @kubernetes-models/cloudnative-pg's validators and
+# types, and validate.mjs, which applies them (deploy/k8s/crds/README.md). `npm ci` installs node_modules
+# there (git-ignored) the first time and whenever the lock changes; after that the check is offline.
+CNPG_VALIDATOR = CRDS / "cloudnative-pg"
+
+
+def _run(cmd: list[str], *, what: str, stdin: str | None = None, timeout: int = 120) -> str:
+    if shutil.which(cmd[0]) is None:
+        pytest.fail(
+            f"{what} needs `{cmd[0]}` on PATH (Node.js 20+ with npm; Debian: apt-get install nodejs npm)",
+            pytrace=False,
+        )
+    try:
+        out = subprocess.run(
+            cmd, cwd=CNPG_VALIDATOR, input=stdin, capture_output=True, text=True, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        out = None
+    if out is None:
+        pytest.fail(f"{what}: `{' '.join(cmd)}` did not finish in {timeout} s", pytrace=False)
+    if out.returncode != 0:
+        pytest.fail(f"{what}: `{' '.join(cmd)}` failed ({out.returncode}):\n{out.stderr}{out.stdout}")
+    return out.stdout
+
+
+@functools.cache
+def cnpg_validator() -> Path:
+    """The validator, its pinned npm dependencies installed (`npm ci`, once per lock file)."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    lock = (CNPG_VALIDATOR / "package-lock.json").read_bytes()
+    digest = hashlib.sha256(lock + (CNPG_VALIDATOR / "package.json").read_bytes()).hexdigest()
+    stamp = CNPG_VALIDATOR / "node_modules" / ".lk-portal-lock-sha256"
+    guard = (
+        Path(tempfile.gettempdir())
+        / f"lk-portal-npm-{hashlib.sha256(bytes(CNPG_VALIDATOR)).hexdigest()[:12]}"
+    )
+    _run(["node", "--version"], what="the CloudNativePG validator")
+    with guard.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # concurrent test runs install once
+        if not (stamp.is_file() and stamp.read_text().strip() == digest):
+            _run(
+                ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
+                what="installing the CloudNativePG validator's npm packages (npm registry)",
+                timeout=240,  # below pytest-timeout's 300 s, so a stuck install fails with this message
+            )
+            stamp.write_text(digest + "\n")
+    return CNPG_VALIDATOR / "validate.mjs"
+
+
+@functools.cache
+def cnpg_kinds() -> frozenset[tuple[str, str]]:
+    """The (apiVersion, kind) pairs validate.mjs checks against CloudNativePG's API."""
+    out = json.loads(_run(["node", str(cnpg_validator()), "--kinds"], what="the CloudNativePG validator"))
+    return frozenset((k.rsplit("/", 1)[0], k.rsplit("/", 1)[1]) for k in out)
+
+
+@dataclass(frozen=True)
+class CnpgResult:
+    checked: tuple[str, ...]  # kind/name of every resource validated
+    errors: tuple[str, ...]
+
+
+def cnpg_validate(*batches: list[Resource]) -> list[CnpgResult]:
+    """Each batch of resources against CloudNativePG's API (validate.mjs), in one run of node."""
+    out = _run(
+        ["node", str(cnpg_validator())],
+        what="the CloudNativePG validator",
+        stdin=json.dumps({"batches": list(batches)}),
+    )
+    results = json.loads(out)["results"]
+    return [CnpgResult(tuple(r["checked"]), tuple(r["errors"])) for r in results]
+
+
+def cnpg_resources(resources: tuple[Resource, ...]) -> list[Resource]:
+    """The resources validate.mjs checks."""
+    return [r for r in resources if (r["apiVersion"], r["kind"]) in cnpg_kinds()]
+
+
+@functools.cache
+def cnpg_overlays() -> dict[str, CnpgResult]:
+    """Overlay -> the result for its CloudNativePG resources (all overlays in one run)."""
+    return dict(zip(OVERLAYS, cnpg_validate(*(cnpg_resources(render(o)) for o in OVERLAYS)), strict=True))
 
 
 # --- the workspace ---------------------------------------------------------------------------------------
