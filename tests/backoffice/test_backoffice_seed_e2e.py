@@ -39,6 +39,9 @@ pytestmark = pytest.mark.stack
 
 ACCOUNTS = 3
 MONTHS = 4
+# A bound on progress, not a timing assertion: in CI this runs late, on a loaded 2-core machine, behind
+# every earlier test's messages on the shared topics (it once failed at 180 s).
+CONVERGE_S = 600
 
 
 def _scenario(prefix: str) -> Scenario:
@@ -110,6 +113,7 @@ def _totals(view: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal]:
     return charged, paid, Decimal(periods[-1]["closing_balance"]) if periods else Decimal(0)
 
 
+@pytest.mark.timeout(CONVERGE_S + 1800)
 async def test_seeded_history_and_its_chaotic_twin_show_the_simulator_ledgers_totals(
     running_services: str, kafka_bootstrap: str
 ) -> None:
@@ -154,7 +158,7 @@ async def test_seeded_history_and_its_chaotic_twin_show_the_simulator_ledgers_to
             return not problems
 
         try:
-            await eventually(converged, timeout_s=180, every_s=2.0)
+            await eventually(converged, timeout_s=CONVERGE_S, every_s=3.0)
         except AssertionError as exc:
             raise AssertionError("\n".join(last)) from exc
 
@@ -172,7 +176,7 @@ async def test_seeded_history_and_its_chaotic_twin_show_the_simulator_ledgers_to
             return not missing
 
         try:
-            await eventually(all_dead_lettered, timeout_s=120, every_s=3.0)
+            await eventually(all_dead_lettered, timeout_s=300, every_s=3.0)
         except AssertionError as exc:
             raise AssertionError("\n".join(last)) from exc
 
@@ -188,7 +192,7 @@ async def test_seeded_history_and_its_chaotic_twin_show_the_simulator_ledgers_to
             groups = await list_dead_letters(kafka_bootstrap, bo.PAYMENTS)
             return any(g.event_id == bad_id for g in groups)
 
-        await eventually(dead_lettered, timeout_s=60, every_s=1.0)
+        await eventually(dead_lettered, timeout_s=180, every_s=1.0)
         fix = Fix(partition=None, offset=None, event_id=bad_id, merge={"payload": {"amount": "777.70"}})
         outcomes = await replay(kafka_bootstrap, bo.PAYMENTS, fixes=[fix])
         assert [o.action for o in outcomes if o.group.event_id == bad_id] == ["fixed"]
@@ -204,7 +208,7 @@ async def test_seeded_history_and_its_chaotic_twin_show_the_simulator_ledgers_to
                 for p in payments
             )
 
-        await eventually(replayed_payment_listed, timeout_s=60, every_s=1.0)
+        await eventually(replayed_payment_listed, timeout_s=180, every_s=1.0)
 
 
 def _payment(no: str, payment_id: str, amount: str) -> OutMessage:

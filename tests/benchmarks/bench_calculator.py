@@ -1,13 +1,24 @@
-"""Calculator benchmarks (not a test): `uv run python -m tests.benchmarks.bench_calculator [--quotes N] [--accounts N]`.
+"""Calculator benchmarks (not a test): `uv run python -m tests.benchmarks.bench_calculator [--quotes N]
+[--accounts N] [--stack-accounts N]`.
 
 1. The rating engine's quotes per second on one core, and its cost relative to a baseline measured in
    the same run: a plain loop that does the same number of `Decimal` multiply-and-round steps as the
    quotes have lines (so the ratio says how much the engine adds over the bare arithmetic).
 2. The monthly billing run's accounts per second, in-process on a fresh database: N accounts in the
-   projection (half with three months of history, half without), then a PeriodClosed handled by the
-   ingress handler and the billing-run loop until the last account's ChargeCalculated and PeriodBilled
-   are appended. No Kafka: nothing is published (the relay is not running), so the shared topics stay
-   clean.
+   projection (half with three months of reading history, half without), then a PeriodClosed handled by
+   the ingress handler and the billing-run loop until the last account's ChargeCalculated and
+   PeriodBilled are appended. No Kafka: nothing is published (the relay is not running).
+3. The billing run through the whole stack (the running services; started, and stopped afterwards, if
+   they are not running): N new accounts opened through `backoffice.accounts.v1` (the accounts service,
+   then every projection), then a PeriodClosed on `backoffice.billing.v1` for the last month that has
+   ended; timed from producing it to the ledger's last AccrualPosted of those accounts (the issue's
+   target: ≥ 1,000 accounts/s), with the calculator's share (its last ChargeCalculated) and the
+   receipts' (the last ReceiptIssued) beside it, and the ratio to step 2's in-process baseline measured
+   in the same run. The calculator bills an account as soon as it is known when a run of its period
+   exists already (the billing-run membership is order-independent), so while the accounts arrive the
+   benchmark holds the calculator's billing-membership advisory lock; it lets go when it produces the
+   PeriodClosed, so all N are billed by that run. The accounts stay on the shared topics (12-digit
+   numbers under a random `95…` prefix): keep N modest.
 """
 
 from __future__ import annotations
@@ -17,26 +28,36 @@ import asyncio
 import datetime as dt
 import os
 import random
+import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
+import orjson
 import psycopg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 from psycopg import sql
 
-from calculator.adapters.billing_runner import BillingRunner
+from backoffice_simulator.kafka import publish
+from backoffice_simulator.wire import message
+from calculator.adapters.billing_runner import MEMBERSHIP_LOCK_KEY, BillingRunner
 from calculator.adapters.ingress import PeriodClosedIngress
 from calculator.domain.rating import AccountAttributes, MeterReading, rate
 from calculator.domain.tariffs import seed_catalog
 from calculator.settings import MIGRATIONS_DIR
 from calculator.worker import Components
+from contracts import backoffice
 from contracts.backoffice import PeriodClosed
 from contracts.envelope import IngressEnvelope
 from service_runtime.consumers import IngressMessage
 from service_runtime.db import open_pool
 from service_runtime.migrations import migrate_to_head
-from tests.support.stack import load_stack_env
+from tests.support.stack import REPO, load_stack_env
 
 TIYN = Decimal("0.01")
 
@@ -77,7 +98,7 @@ def bench_engine(quotes: int) -> None:
     print(f"  target >= 20,000 quotes/s: {'met' if quotes / engine_s >= 20_000 else 'NOT met'}")
 
 
-async def bench_billing(accounts: int, batch_size: int) -> None:
+async def bench_billing(accounts: int, batch_size: int) -> float:
     env = {**load_stack_env(), **os.environ}
     admin = env["PG_ADMIN_URL"]
     name = f"bench_calc_{uuid.uuid4().hex[:10]}"
@@ -131,6 +152,7 @@ async def bench_billing(accounts: int, batch_size: int) -> None:
                 f"billing run: {accounts} accounts ({charges} estimated charges, {billed} PeriodBilled) in {elapsed:.2f}s"
                 f" -> {accounts / elapsed:,.0f} accounts/s (batch {batch_size}, one worker, in-process)"
             )
+            return accounts / elapsed
         finally:
             await pool.close()
     finally:
@@ -144,7 +166,7 @@ async def _populate(conn: psycopg.AsyncConnection, accounts: int) -> None:  # ty
     now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     async with conn.transaction(), conn.cursor() as cur:
         await cur.executemany(
-            "INSERT INTO accounts (account_no, opened_on, registered_at) VALUES (%s, %s, %s)",
+            "INSERT INTO accounts (account_no, opened_on, registered_at, billing_synced) VALUES (%s, %s, %s, true)",
             [(no, dt.date(2025, 1, 1), now) for no in nos],
         )
         attrs = []
@@ -166,27 +188,204 @@ async def _populate(conn: psycopg.AsyncConnection, accounts: int) -> None:  # ty
             [(no, f"M{no}", dt.date(2025, 1, 1)) for no in nos],
         )
         history = []
-        for no in nos[: accounts // 2]:
-            for month in (6, 7, 8):
-                start = dt.date(2025, month, 1)
-                end = dt.date(2025, month + 1, 1)
+        for no in nos[: accounts // 2]:  # readings at the end of June, July, August: the estimate's history
+            meter = Decimal(0)
+            for version, day in enumerate(
+                (dt.date(2025, 6, 30), dt.date(2025, 7, 31), dt.date(2025, 8, 31)), 1
+            ):
+                used = Decimal(rng.randint(100, 400))
+                meter += used
                 history.append(
-                    (
-                        f"bench-{no}-{month}",
-                        no,
-                        f"2025-{month:02d}",
-                        start,
-                        end,
-                        (end - start).days,
-                        Decimal(rng.randint(100, 400)),
-                        uuid.uuid4(),
-                    )
+                    (f"bench-{no}-{day}", no, f"M{no}", day, meter, used, uuid.uuid4(), version, now)
                 )
         await cur.executemany(
-            "INSERT INTO charges (charge_id, account_no, period, estimated, from_date, to_date, days, consumption_kwh,"
-            " tariff_option_applied, net_total, vat, total, event_id)"
-            " VALUES (%s, %s, %s, false, %s, %s, %s, %s, 'flat', 0, 0, 0, %s)",
+            "INSERT INTO readings (reading_id, account_no, meter_serial, reading_date, value, source,"
+            " consumption_kwh, confirmed_implausible, event_id, stream_version, recorded_at)"
+            " VALUES (%s, %s, %s, %s, %s, 'grid', %s, false, %s, %s, %s)",
             history,
+        )
+
+
+# --- the whole stack ------------------------------------------------------------------------------------
+
+
+class _Watch:
+    """Canonical events of some topics after the offsets they had when created, for a set of accounts."""
+
+    def __init__(self, bootstrap: str, topics: list[str], accounts: set[str]) -> None:
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self._accounts = accounts
+        self.seen: dict[str, dict[str, float]] = {}  # event type → account → when first seen
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> _Watch:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        await consumer._client.force_metadata_update()  # (topics() does not fill partitions_for_topic)
+        partitions = [
+            TopicPartition(t, p) for t in self._topics for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        consumer.assign(partitions)
+        for tp, offset in (await consumer.end_offsets(partitions)).items():
+            consumer.seek(tp, offset)
+        self._consumer = consumer
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    def count(self, event_type: str, period: str | None = None) -> int:
+        return len(self.seen.get(event_type if period is None else f"{event_type}:{period}", {}))
+
+    def last(self, event_type: str, period: str) -> float:
+        return max(self.seen.get(f"{event_type}:{period}", {0.0: 0.0}).values())
+
+    async def until(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+        assert self._consumer is not None
+        deadline = time.perf_counter() + timeout_s
+        while not done():
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{what}: not within {timeout_s:.0f}s")
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=5000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    try:
+                        event = orjson.loads(record.value or b"")
+                        payload = event["payload"]
+                        account = payload.get("account_no")
+                    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                        continue
+                    if account not in self._accounts:
+                        continue
+                    kind = str(event.get("event_type"))
+                    self.seen.setdefault(kind, {}).setdefault(account, now)
+                    if "period" in payload:
+                        self.seen.setdefault(f"{kind}:{payload['period']}", {}).setdefault(account, now)
+
+
+def _last_ended_month() -> str:
+    today = dt.datetime.now(ZoneInfo("Asia/Almaty")).date()
+    last = today.replace(day=1) - dt.timedelta(days=1)
+    return f"{last.year:04d}-{last.month:02d}"
+
+
+def _services_running() -> bool:
+    pidfile = REPO / ".local" / "run" / "honcho.pid"
+    return pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
+
+
+def bench_stack(accounts: int, baseline_per_s: float | None) -> None:
+    env = {**load_stack_env(), **os.environ}
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    started_here = not _services_running()
+    subprocess.run([str(REPO / "deploy/local/stack.sh"), "services-start"], check=True, timeout=300)
+    try:
+        asyncio.run(_bench_stack(env, bootstrap, accounts, baseline_per_s))
+    finally:
+        if started_here:
+            subprocess.run([str(REPO / "deploy/local/stack.sh"), "services-stop"], check=False, timeout=120)
+
+
+async def _bench_stack(
+    env: dict[str, str], bootstrap: str, accounts: int, baseline_per_s: float | None
+) -> None:
+    period = _last_ended_month()
+    first = dt.date(int(period[:4]), int(period[5:]), 1)
+    prefix = f"95{random.randrange(10**4):04d}"
+    nos = [f"{prefix}{i:06d}" for i in range(1, accounts + 1)]
+    messages = []
+    for i, no in enumerate(nos):
+        opened = backoffice.AccountOpened(
+            account_no=no,
+            payer_name="Бенчмарков Б.Б.",
+            address="г. Алматы, ул. Абая, д. 1",
+            residents=1 + i % 4,
+            electric_stove=i % 3 == 0,
+            living_alone=False,
+            tariff_option="tiered" if i % 2 else "flat",
+            district_office_code="01",
+            opened_on=first,
+            meter=backoffice.MeterSpec(
+                serial=f"B{no}", digits=6, installed_on=first, initial_reading=Decimal(0)
+            ),
+        )
+        messages.append(message(opened, key=no, id_key=f"bench-account:{no}", at=dt.datetime.now(dt.UTC)))
+    watched = ["calculator.events.v1", "ledger.events.v1", "receipts.events.v1"]
+    async with (
+        await psycopg.AsyncConnection.connect(env["CALCULATOR_DATABASE_URL"], autocommit=True) as calc,
+        _Watch(bootstrap, watched, set(nos)) as watch,
+    ):
+        # Nothing bills these accounts before the PeriodClosed: hold the run membership (see the doc).
+        await calc.execute("SELECT pg_advisory_lock(%s)", (MEMBERSHIP_LOCK_KEY,))
+        try:
+            ingest = time.perf_counter()
+            await publish(bootstrap, messages, show_progress=False)
+
+            async def known() -> bool:
+                cur = await calc.execute("SELECT count(*) FROM accounts WHERE account_no = ANY(%s)", (nos,))
+                found = await cur.fetchone()
+                return found is not None and int(found[0]) == accounts
+
+            deadline = time.perf_counter() + 600
+            while not await known():
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("the calculator did not get the accounts within 600s")
+                await asyncio.sleep(0.5)
+            await watch.until(
+                lambda: watch.count("OpeningBalanceSet") == accounts, 600, "the ledger's accounts"
+            )
+            print(
+                f"  {accounts} accounts opened through the stack in {time.perf_counter() - ingest:.1f}s"
+                f" (prefix {prefix}, period {period})"
+            )
+            closed = backoffice.PeriodClosed(period=period)
+            close = message(closed, key=period, id_key=f"bench-close:{prefix}", at=dt.datetime.now(dt.UTC))
+            wall0 = dt.datetime.now(dt.UTC)
+            started = time.perf_counter()
+            await publish(bootstrap, [close], show_progress=False)
+        finally:
+            await calc.execute("SELECT pg_advisory_unlock(%s)", (MEMBERSHIP_LOCK_KEY,))
+        await watch.until(
+            lambda: watch.count("AccrualPosted", period) == accounts, 900, "the ledger's AccrualPosted"
+        )
+        ledger_s = watch.last("AccrualPosted", period) - started
+        cur = await calc.execute(
+            "SELECT max(occurred_at) FROM events WHERE event_type = 'ChargeCalculated'"
+            " AND payload->>'account_no' = ANY(%s) AND payload->>'period' = %s",
+            (nos, period),
+        )
+        row = await cur.fetchone()
+        calculator_s = (row[0] - wall0).total_seconds() if row and row[0] else float("nan")
+        receipts_s: float | None = None
+        try:
+            await watch.until(
+                lambda: watch.count("ReceiptIssued", period) == accounts, 600, "the receipts' ReceiptIssued"
+            )
+            receipts_s = watch.last("ReceiptIssued", period) - started
+        except TimeoutError:
+            pass
+    print(
+        f"billing run through the stack: {accounts} accounts, PeriodClosed on Kafka -> the ledger's last"
+        f" AccrualPosted in {ledger_s:.2f}s -> {accounts / ledger_s:,.0f} accounts/s"
+        f" (target >= 1,000: {'met' if accounts / ledger_s >= 1000 else 'NOT met'})"
+    )
+    print(
+        f"  calculator (PeriodClosed -> last ChargeCalculated appended): {calculator_s:.2f}s ->"
+        f" {accounts / calculator_s:,.0f} accounts/s"
+    )
+    if receipts_s is not None:
+        print(
+            f"  receipts (-> last ReceiptIssued): {receipts_s:.2f}s -> {accounts / receipts_s:,.0f} accounts/s"
+        )
+    else:
+        print("  receipts: not every bill issued within 600s")
+    if baseline_per_s:
+        print(
+            f"  ratio to the in-process billing run measured above: {accounts / ledger_s / baseline_per_s:.2f}"
+            f" (whole stack / in-process, accounts/s)"
         )
 
 
@@ -196,10 +395,16 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--skip-billing", action="store_true")
+    parser.add_argument(
+        "--stack-accounts", type=int, default=1000, help="accounts of the whole-stack run (0: skip it)"
+    )
     args = parser.parse_args()
     bench_engine(args.quotes)
+    baseline = None
     if not args.skip_billing:
-        asyncio.run(bench_billing(args.accounts, args.batch))
+        baseline = asyncio.run(bench_billing(args.accounts, args.batch))
+    if args.stack_accounts > 0:
+        bench_stack(args.stack_accounts, baseline)
 
 
 if __name__ == "__main__":

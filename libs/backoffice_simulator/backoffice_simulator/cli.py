@@ -400,11 +400,18 @@ def demo(
     background: Annotated[
         int | None, typer.Option(help="background households (default: 30, from the state)")
     ] = None,
+    readings_wait: Annotated[
+        float, typer.Option(help="seconds to wait for the calculator to show the readings before closing")
+    ] = 300.0,
+    settle_wait: Annotated[
+        float, typer.Option(help="seconds to wait for every month to be accrued and billed")
+    ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     bootstrap: Bootstrap = None,
     quiet: Quiet = False,
 ) -> None:
-    """Seed the demo data, register the demo customer, link two accounts; print the login."""
+    """Seed the demo data, register the demo customer, link two accounts, close the periods and wait
+    until both show their history accrued and billed; print the login."""
     result = asyncio.run(
         run_demo(
             bootstrap=bootstrap_servers(bootstrap),
@@ -416,6 +423,8 @@ def demo(
             background=background,
             show_progress=not quiet,
             log=lambda line: err.print(line),
+            readings_wait_s=readings_wait,
+            settle_wait_s=settle_wait,
         )
     )
     if as_json:

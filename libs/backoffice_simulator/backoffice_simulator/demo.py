@@ -7,7 +7,14 @@
    address is taken (a re-run);
 3. links two accounts (`POST /accounts`) with the proof the simulator's own ledger gives (the month and
    amount of the last payment), retrying while the services are still ingesting;
-4. prints the login, and one more account number with its proof, for linking by hand.
+4. closes the periods (PeriodClosed) once the calculator shows the linked accounts' readings (or after
+   `readings_wait_s`: the billing run bills an account whenever it becomes known, and a reading that
+   comes after its period's estimate trues it up, so waiting only keeps the history free of estimates);
+5. waits (up to `settle_wait_s`) until both linked accounts show every month of their history accrued
+   («Информация по услугам») and a bill issued for each («Квитанции»): the calculator's billing run
+   publishes PeriodBilled, the ledger posts the charges, receipts issues the bills;
+6. prints the login, what the linked accounts show, and one more account number with its proof, for
+   linking by hand.
 
 State, in `.local/` (git-ignored, never committed): `demo-credentials.txt` (the e-mail and a strong
 password, generated once) and `demo-state.json` (the first month of the demo history and the seed). A
@@ -23,6 +30,7 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +75,9 @@ class DemoResult:
     failures: dict[str, str] = field(default_factory=dict)
     mode: str = ""
     published: int = 0
+    # Per linked account: months of the demo history, months accrued, bills issued (after step 5).
+    history: dict[str, dict[str, int]] = field(default_factory=dict)
+    complete: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +89,8 @@ class DemoResult:
             "failures": self.failures,
             "mode": self.mode,
             "published": self.published,
+            "history": self.history,
+            "complete": self.complete,
         }
 
 
@@ -153,7 +166,8 @@ async def run_demo(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
     waits: tuple[float, ...] = LINK_WAITS_S,
-    closings_wait_s: float = 120.0,
+    readings_wait_s: float = 300.0,
+    settle_wait_s: float = 600.0,
 ) -> DemoResult:
     """See the module doc. The state (the demo's first month) is always the stack's own
     (`.local/demo-state.json`), so every run publishes the same history; `email`, `credentials_file`
@@ -165,8 +179,8 @@ async def run_demo(
     world = generate(demo_scenario(state, background=background))
     ledger = SimLedger().record_all(world.messages)
     result = DemoResult(credentials.email, credentials_path, registered=False)
-    # The period closings go last, once the services have the accounts: a history of two years is sent
-    # in seconds, and a billing run that starts before an account is known skips it.
+    # The period closings go last, once the calculator has the readings: a history of two years is sent
+    # in seconds, and a period closed before its reading is estimated first (then trued up by it).
     history = [m for m in world.messages if m.event_type != "PeriodClosed"]
     closings = [m for m in world.messages if m.event_type == "PeriodClosed"]
     if seed:
@@ -204,11 +218,63 @@ async def run_demo(
         assert manual is not None
         result.manual = manual
         if seed:
-            if not await _readings_in(client, ledger, list(result.linked), closings_wait_s):
-                log("the calculator has not got every reading yet; closing the periods anyway")
+            if not await _readings_in(client, ledger, list(result.linked), readings_wait_s):
+                log(
+                    "the calculator has not got every reading yet; closing the periods anyway"
+                    " (those months are estimated first, then trued up by their readings)"
+                )
             result.published += await publish(bootstrap, closings, description="closing", show_progress=False)
-            log(f"closed {len(closings)} periods: the calculator bills them, receipts follow")
+            log(f"closed {len(closings)} periods: the calculator bills them, the ledger and receipts follow")
+        months = [str(m) for m in world.scenario.demo_window]
+        if result.linked:
+            result.complete = await _history_settled(
+                client, list(result.linked), months, settle_wait_s, result
+            )
+            if not result.complete:
+                log(
+                    f"not every month is accrued and billed yet after {settle_wait_s:.0f}s"
+                    " (the services are still working through the history): look again in a while"
+                )
     return result
+
+
+async def _history_settled(
+    client: PortalClient, accounts: list[str], months: list[str], timeout_s: float, result: DemoResult
+) -> bool:
+    """True once every linked account shows each month of `months` accrued and billed (a bill issued)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    wanted = set(months)
+    while True:
+        complete = True
+        for no in accounts:
+            accrued, billed = await _accrued_and_billed(client, no, months[0], months[-1])
+            result.history[no] = {
+                "months": len(wanted),
+                "accrued": len(wanted & accrued),
+                "bills": len(wanted & billed),
+            }
+            complete = complete and wanted <= accrued and wanted <= billed
+        if complete or loop.time() > deadline:
+            return complete
+        await asyncio.sleep(3.0)
+
+
+async def _accrued_and_billed(
+    client: PortalClient, no: str, first: str, last: str
+) -> tuple[set[str], set[str]]:
+    """The months with electricity accrued (ledger) and the months with a bill issued (receipts)."""
+    try:
+        services = await client.services_of(no, first, last)
+        bills = await client.receipts(no, first, last)
+    except ApiError as exc:
+        if exc.status in (404, 502, 503, 504):  # a link not projected yet; a service busy or restarting
+            return set(), set()
+        raise
+    electricity = next((s for s in services if s.get("service_code") == "electricity"), None)
+    periods = electricity["periods"] if electricity else []
+    accrued = {str(p["period"]) for p in periods if Decimal(str(p["accrued"])) != 0}
+    return accrued, {str(b["period"]) for b in bills}
 
 
 async def _readings_in(
@@ -263,6 +329,11 @@ def summary_lines(result: DemoResult) -> list[str]:
         lines.append(
             f"  linked {no} (last payment {proof['last_payment_month']}: {proof['last_payment_amount']} ₸)"
         )
+        shown = result.history.get(no)
+        if shown:
+            lines.append(
+                f"    {shown['accrued']} of {shown['months']} months accrued, {shown['bills']} bills issued"
+            )
     for no, why in result.failures.items():
         lines.append(f"  NOT linked {no}: {why}")
     if result.manual:

@@ -81,6 +81,7 @@ class PortalClient:
         if self.services is None:
             self.services = dict(SERVICE_URLS)
         self._http = httpx.AsyncClient(timeout=self.timeout_s)
+        self._login: tuple[str, str] | None = None
 
     async def __aenter__(self) -> PortalClient:
         if self.mode == "auto":
@@ -114,13 +115,27 @@ class PortalClient:
         params: Mapping[str, str] | None = None,
         expect: tuple[int, ...] = (200,),
     ) -> httpx.Response:
-        headers = {"Accept-Language": "ru"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        r = await self._http.request(method, self.url(path), json=json, params=params, headers=headers)
+        r = await self._send(method, path, json, params)
+        if (
+            r.status_code == 401
+            and self._login is not None
+            and 401 not in expect
+            and not path.startswith("/auth/")
+        ):
+            # Access tokens are short-lived (identity: 5 minutes): a long wait outlives one. Log in again.
+            await self.login(*self._login)
+            r = await self._send(method, path, json, params)
         if r.status_code not in expect:
             raise ApiError(r)
         return r
+
+    async def _send(
+        self, method: str, path: str, json: Any, params: Mapping[str, str] | None
+    ) -> httpx.Response:
+        headers = {"Accept-Language": "ru"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return await self._http.request(method, self.url(path), json=json, params=params, headers=headers)
 
     # --- the calls the demo and the tests need -------------------------------------------------------
     async def register(self, email: str, password: str, full_name: str) -> httpx.Response:
@@ -132,8 +147,10 @@ class PortalClient:
         )
 
     async def login(self, email: str, password: str) -> str:
+        """Log in; the credentials are kept to log in again when the access token expires."""
         r = await self.request("POST", "/auth/login", json={"email": email, "password": password})
         self.token = str(r.json()["access_token"])
+        self._login = (email, password)
         return self.token
 
     async def link(self, account_no: str, month: str, amount: str) -> httpx.Response:
@@ -151,6 +168,12 @@ class PortalClient:
 
     async def payments(self, account_no: str, first: str, last: str) -> list[dict[str, Any]]:
         r = await self.request("GET", f"/accounts/{account_no}/payments", params={"from": first, "to": last})
+        result: list[dict[str, Any]] = r.json()
+        return result
+
+    async def receipts(self, account_no: str, first: str, last: str) -> list[dict[str, Any]]:
+        """The bills issued for the account («Квитанции»): `[{period, amount_due, due_date, issued_at}]`."""
+        r = await self.request("GET", f"/accounts/{account_no}/receipts", params={"from": first, "to": last})
         result: list[dict[str, Any]] = r.json()
         return result
 

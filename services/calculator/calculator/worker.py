@@ -2,7 +2,7 @@
 
 `run`: migrate, create missing topics, seed the tariff catalog (if its stream is empty), then run the
 outbox relay and the consumers (tariff, grid-reading and period-closed ingress; the accounts
-projection), the rating stream (a faust agent) and the billing-run loop, until SIGTERM.
+projection), the rating stream (a faust agent), the billing-run loop and the reconciler, until SIGTERM.
 `rebuild accounts` drops the accounts projection (replayed from `accounts.events.v1` on the next run);
 `rebuild-catalog` / `rebuild-own` rebuild the tables mirroring calculator's own streams from its event store.
 """
@@ -30,7 +30,8 @@ from calculator.adapters.ingress import (
 )
 from calculator.adapters.own_events import OwnEvents
 from calculator.adapters.rating_agent import RatingAgent, RatingStream, rating_app
-from calculator.application.charges import BillingService, RatingService
+from calculator.adapters.reconciler import Reconciler
+from calculator.application.charges import BillingService, RatingService, ReconcileService
 from calculator.settings import MIGRATIONS_DIR, CalculatorSettings
 from service_runtime.consumers import IngressHandler, Projection
 from service_runtime.db import Connection, open_pool
@@ -53,6 +54,7 @@ class Components:
         self.catalog = CatalogRepository(self.store)
         self.rating = RatingService(self.own, self.catalog)
         self.billing = BillingService(self.own, self.catalog)
+        self.reconcile = ReconcileService(self.own, self.catalog)
 
 
 def handlers(
@@ -70,7 +72,7 @@ def handlers(
 
 class Background:
     """The parts of the worker that are not Kafka→PostgreSQL consumers: the catalog seed, the rating
-    stream (faust) and the billing-run loop. Tests start it beside the ServiceHarness."""
+    stream (faust), the billing-run loop and the reconciler. Tests start it beside the ServiceHarness."""
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class Background:
             batch_size=settings.billing_batch_size,
             progress_every=settings.billing_progress_every,
         )
+        self.reconciler = Reconciler(pool, c.reconcile, c.own)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -101,9 +104,11 @@ class Background:
                 log.info("tariff catalog seeded from seed_catalog.json")
         await self.agent.start()
         self._tasks.append(asyncio.create_task(self.billing_runner.run(), name="billing-runner"))
+        self._tasks.append(asyncio.create_task(self.reconciler.run(), name="reconciler"))
 
     async def stop(self) -> None:
         self.billing_runner.stop()
+        self.reconciler.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

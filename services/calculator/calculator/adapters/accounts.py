@@ -1,8 +1,15 @@
 """Calculator's projection of accounts' events: the attributes rating reads, meters, and user links.
 
 Attributes are kept with their effective dates (`account_attributes`), so rating reads them as they
-stand on a reading's date: the row with the latest `effective_from` on or before the day (the latest
-event among equal dates), else the earliest one (the account's opening values).
+stand on a reading's date (`domain.reconcile.household_on`: the row with the latest `effective_from` on
+or before the day, the latest event among equal dates, else the earliest one: the opening values).
+
+These events may arrive after readings they apply to were rated (BACKOFFICE_EVENTS.md: no order across
+topics). A ResidentsChanged, TariffOptionChanged or MeterReplaced therefore also asks for the account's
+charges to be reconciled (`request_reconcile`, in the same transaction): the reconciler re-rates them
+with the facts known now and posts the differences (`application.charges.ReconcileService`). A new
+account (or a changed opening date) is left `billing_synced = false`, so the billing-run loop adds it to
+the runs of every closed period it was active in, however late it arrives.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from psycopg.types.json import Jsonb
 
 from calculator.domain.billing import Meter, current_meter
-from calculator.domain.rating import AccountAttributes, TariffOption
+from calculator.domain.reconcile import AccountFacts, AttributeRow, ChainReading, Household
+from calculator.domain.reconcile import household_on as household_on_rows
 from contracts.events import accounts as ev
 from service_runtime.consumers import CanonicalEvent, Projection
 from service_runtime.db import Connection
@@ -52,7 +61,8 @@ class AccountsProjection(Projection):
         if isinstance(p, ev.AccountOpened):
             await conn.execute(
                 "INSERT INTO accounts (account_no, opened_on, registered_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (account_no) DO UPDATE SET opened_on = excluded.opened_on",
+                " ON CONFLICT (account_no) DO UPDATE SET opened_on = excluded.opened_on,"
+                " billing_synced = accounts.billing_synced AND accounts.opened_on = excluded.opened_on",
                 (p.account_no, p.opened_on, event.envelope.occurred_at),
             )
             for attribute, value in (
@@ -64,10 +74,12 @@ class AccountsProjection(Projection):
                 await _set_attribute(conn, p.account_no, attribute, p.opened_on, version, value)
         elif isinstance(p, ev.ResidentsChanged):
             await _set_attribute(conn, p.account_no, "residents", p.effective_from, version, p.residents)
+            await request_reconcile(conn, [p.account_no])
         elif isinstance(p, ev.TariffOptionChanged):
             await _set_attribute(
                 conn, p.account_no, "tariff_option", p.effective_from, version, p.tariff_option
             )
+            await request_reconcile(conn, [p.account_no])
         elif isinstance(p, ev.MeterInstalled):
             await conn.execute(
                 "INSERT INTO meters (account_no, serial, digits, installed_on, initial_reading)"
@@ -86,6 +98,7 @@ class AccountsProjection(Projection):
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (account_no, serial) DO NOTHING",
                 (p.account_no, p.new_serial, p.digits, p.replaced_on, p.initial_reading),
             )
+            await request_reconcile(conn, [p.account_no])
         elif isinstance(p, ev.AccountLinked):
             await conn.execute(
                 "INSERT INTO account_links (account_no, user_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -102,6 +115,21 @@ class AccountsProjection(Projection):
 
     async def reset(self, conn: Connection) -> None:
         await conn.execute("TRUNCATE accounts, account_attributes, meters, account_links")
+
+
+async def request_reconcile(conn: Connection, account_nos: list[str]) -> None:
+    """Ask the reconciler to check these accounts' charges against the facts (in the caller's transaction).
+
+    Unconditional: a rating or billing transaction of the account may be in flight with the old facts,
+    its charge not visible yet; the reconciler takes the account's lock first, so it sees that charge."""
+    if not account_nos:
+        return
+    await conn.execute(
+        "INSERT INTO reconcile_requests (account_no) SELECT unnest(%s::text[])"
+        " ON CONFLICT (account_no) DO UPDATE SET version = reconcile_requests.version + 1,"
+        " requested_at = now()",
+        (sorted(set(account_nos)),),
+    )
 
 
 async def _set_attribute(
@@ -150,47 +178,83 @@ async def load_account(conn: Connection, account_no: str, *, lock: bool = False)
     return AccountRecord(account_no, row[0], row[1], meters)
 
 
-_ATTRIBUTES_SQL = """
-SELECT DISTINCT ON (attribute) attribute, value
-FROM account_attributes
-WHERE account_no = %(no)s
-ORDER BY attribute,
-         (effective_from <= %(day)s) DESC,
-         CASE WHEN effective_from <= %(day)s THEN effective_from END DESC NULLS LAST,
-         effective_from ASC,
-         stream_version DESC
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Household:
-    tariff_option: TariffOption
-    residents: int
-    electric_stove: bool
-    living_alone: bool
-
-    def attributes(self, meter_digits: int) -> AccountAttributes:
-        return AccountAttributes(
-            tariff_option=self.tariff_option,
-            residents=self.residents,
-            electric_stove=self.electric_stove,
-            living_alone=self.living_alone,
-            meter_digits=meter_digits,
-        )
+async def attribute_rows(conn: Connection, account_nos: list[str]) -> dict[str, list[AttributeRow]]:
+    cur = await conn.execute(
+        "SELECT account_no, attribute, effective_from, stream_version, value FROM account_attributes"
+        " WHERE account_no = ANY(%s)",
+        (account_nos,),
+    )
+    out: dict[str, list[AttributeRow]] = {}
+    for no, attribute, effective_from, version, value in await cur.fetchall():
+        out.setdefault(str(no), []).append(AttributeRow(str(attribute), effective_from, int(version), value))
+    return out
 
 
 async def household_on(conn: Connection, account_no: str, day: dt.date) -> Household | None:
     """The account's rating attributes as they stand on `day`; None before AccountOpened arrived."""
-    cur = await conn.execute(_ATTRIBUTES_SQL, {"no": account_no, "day": day})
-    values = {str(a): v for a, v in await cur.fetchall()}
-    if not {"residents", "tariff_option", "electric_stove", "living_alone"} <= values.keys():
+    rows = await attribute_rows(conn, [account_no])
+    return household_on_rows(rows.get(account_no, ()), day)
+
+
+async def load_facts(
+    conn: Connection, account_no: str, *, lock: bool = False
+) -> tuple[AccountRecord, AccountFacts] | None:
+    """Everything the charges of the account are computed from: the account, its meters, attributes and
+    accepted readings (in acceptance order). `lock=True` takes the account's row lock first."""
+    account = await load_account(conn, account_no, lock=lock)
+    if account is None:
         return None
-    return Household(
-        tariff_option="tiered" if values["tariff_option"] == "tiered" else "flat",
-        residents=int(values["residents"]),
-        electric_stove=bool(values["electric_stove"]),
-        living_alone=bool(values["living_alone"]),
+    rows = await attribute_rows(conn, [account_no])
+    cur = await conn.execute(
+        "SELECT reading_id, reading_date, value, consumption_kwh FROM readings WHERE account_no = %s"
+        " ORDER BY stream_version",
+        (account_no,),
     )
+    readings = tuple(
+        ChainReading(str(r[0]), r[1], Decimal(r[2]), None if r[3] is None else Decimal(r[3]))
+        for r in await cur.fetchall()
+    )
+    facts = AccountFacts(
+        account_no, account.opened_on, account.meters, tuple(rows.get(account_no, ())), readings
+    )
+    return account, facts
+
+
+async def load_many_facts(conn: Connection, account_nos: list[str]) -> dict[str, AccountFacts]:
+    """`load_facts` for a batch of accounts (set-based; no locks: the caller holds them)."""
+    cur = await conn.execute(
+        "SELECT account_no, opened_on FROM accounts WHERE account_no = ANY(%s)", (account_nos,)
+    )
+    opened = {str(a): d for a, d in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT account_no, serial, digits, installed_on, initial_reading, removed_on, final_reading FROM meters"
+        " WHERE account_no = ANY(%s) ORDER BY account_no, installed_on, serial",
+        (account_nos,),
+    )
+    meters: dict[str, list[Meter]] = {}
+    for row in await cur.fetchall():
+        meters.setdefault(str(row[0]), []).append(Meter(*row[1:]))
+    cur = await conn.execute(
+        "SELECT account_no, reading_id, reading_date, value, consumption_kwh FROM readings"
+        " WHERE account_no = ANY(%s) ORDER BY account_no, stream_version",
+        (account_nos,),
+    )
+    readings: dict[str, list[ChainReading]] = {}
+    for no, rid, day, value, kwh in await cur.fetchall():
+        readings.setdefault(str(no), []).append(
+            ChainReading(str(rid), day, Decimal(value), None if kwh is None else Decimal(kwh))
+        )
+    rows = await attribute_rows(conn, account_nos)
+    return {
+        no: AccountFacts(
+            no,
+            opened_on,
+            tuple(meters.get(no, ())),
+            tuple(rows.get(no, ())),
+            tuple(readings.get(no, ())),
+        )
+        for no, opened_on in opened.items()
+    }
 
 
 async def is_linked(conn: Connection, account_no: str, user_id: uuid.UUID) -> bool:

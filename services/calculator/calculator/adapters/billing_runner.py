@@ -2,11 +2,21 @@
 
 `PeriodClosed` is keyed by period, so one consumer receives it; it only records the run
 (`billing_runs`). Then every calculator worker runs this loop: it lists the run's accounts once
-(`billing_run_items`: opened on or before the period's end and registered before the close), and claims
-batches of them with `FOR UPDATE SKIP LOCKED`, so any number of workers share one run. Each batch is one
+(`billing_run_items`: every account opened on or before the period's last day), and claims batches of
+them with `FOR UPDATE SKIP LOCKED`, so any number of workers share one run. Each batch is one
 transaction: its charges, its PeriodBilled events and its `done` marks commit together, so a crash loses
 nothing and repeats nothing. Progress: the `billing_run_accounts_total` counter and a log line every
 `progress_every` accounts.
+
+Membership does not depend on the order messages arrive in (BACKOFFICE_EVENTS.md): an account that
+becomes known after its period was closed — its AccountOpened late, or the run populated or even
+completed already — is still billed for it. The accounts projection leaves a new account
+`billing_synced = false`; each turn of this loop adds the unsynced accounts to the items of every
+populated run whose period they were active in and re-opens those runs (`sync_new_accounts`).
+Populating a run and syncing accounts take the same advisory lock, so an account is never missed
+between the two (it is committed either before the populating statement, which lists it, or after, and
+then the sync finds the run populated). Billing an account twice is impossible: billed periods are
+skipped and every id is deterministic.
 """
 
 from __future__ import annotations
@@ -28,6 +38,12 @@ log = logging.getLogger(__name__)
 
 BILLING_ACCOUNTS = Counter("billing_run_accounts_total", "Accounts handled by the billing run", ["outcome"])
 BILLING_REMAINING = Gauge("billing_run_accounts_remaining", "Accounts of open billing runs not yet billed")
+LATE_ACCOUNTS = Counter(
+    "billing_run_late_accounts_total", "Accounts added to billing runs populated before they were known"
+)
+
+MEMBERSHIP_LOCK_KEY = 7_202_611  # advisory lock: populating a run vs. syncing new accounts into runs
+SYNC_BATCH = 5000
 
 
 class BillingRunner:
@@ -68,7 +84,9 @@ class BillingRunner:
                 await asyncio.sleep(self._idle_wait_s)
 
     async def run_once(self) -> bool:
-        """Work on the oldest open run until it is done; False when there is none."""
+        """Add new accounts to the runs of their periods, then work on the oldest open run until it is
+        done; False when there is none."""
+        await self.sync_new_accounts()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT period, requested_at, populated_at IS NOT NULL FROM billing_runs"
@@ -90,15 +108,63 @@ class BillingRunner:
             )
         return True
 
+    async def sync_new_accounts(self) -> int:
+        """Add the accounts not synced yet to every populated run of a period they were active in (opened
+        on or before its last day), re-open those runs, and mark the accounts synced. Returns how many
+        run items were added."""
+        added = 0
+        while not self._stopping:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (MEMBERSHIP_LOCK_KEY,))
+                row = await cur.fetchone()
+                if not (row and row[0]):
+                    return added  # another worker is at it (or populating): next turn
+                cur = await conn.execute(
+                    "SELECT account_no, opened_on FROM accounts WHERE NOT billing_synced"
+                    " ORDER BY account_no LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (SYNC_BATCH,),
+                )
+                accounts = await cur.fetchall()
+                if not accounts:
+                    return added
+                nos = [str(a) for a, _ in accounts]
+                cur = await conn.execute(
+                    "INSERT INTO billing_run_items (period, account_no)"
+                    " SELECT r.period, a.account_no FROM billing_runs r,"
+                    " unnest(%s::text[], %s::date[]) AS a(account_no, opened_on)"
+                    " WHERE r.populated_at IS NOT NULL"
+                    " AND a.opened_on < (to_date(r.period || '-01', 'YYYY-MM-DD') + interval '1 month')"
+                    " ON CONFLICT (period, account_no) DO NOTHING RETURNING period",
+                    (nos, [d for _, d in accounts]),
+                )
+                periods = Tally(str(r[0]) for r in await cur.fetchall())
+                for period, count in sorted(periods.items()):
+                    await conn.execute(
+                        "UPDATE billing_runs SET completed_at = NULL, accounts_total = accounts_total + %s"
+                        " WHERE period = %s",
+                        (count, period),
+                    )
+                await conn.execute(
+                    "UPDATE accounts SET billing_synced = true WHERE account_no = ANY(%s)", (nos,)
+                )
+            if periods:
+                added += sum(periods.values())
+                LATE_ACCOUNTS.inc(sum(periods.values()))
+                log.info(
+                    "accounts added to the billing runs of their periods",
+                    extra={"accounts": len(nos), "items": dict(periods)},
+                )
+        return added
+
     async def _populate(self, period: str) -> None:
         _, following = period_bounds(period)
         async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MEMBERSHIP_LOCK_KEY,))
             cur = await conn.execute(
                 "INSERT INTO billing_run_items (period, account_no)"
-                " SELECT %s, a.account_no FROM accounts a, billing_runs r"
-                " WHERE r.period = %s AND a.opened_on < %s AND a.registered_at <= r.closed_at"
+                " SELECT %s, a.account_no FROM accounts a WHERE a.opened_on < %s"
                 " ON CONFLICT (period, account_no) DO NOTHING",
-                (period, period, following),
+                (period, following),
             )
             added = cur.rowcount
             cur = await conn.execute(

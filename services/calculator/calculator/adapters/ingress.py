@@ -20,6 +20,7 @@ from contracts.events.calculator import TariffPublished, VatRateChanged
 from service_runtime.consumers import IngressHandler, IngressMessage
 from service_runtime.db import Connection
 from service_runtime.dead_letters import DeadLetter
+from service_runtime.eventstore import lock_for_append
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ SKIPPED_HISTORY = Counter(
 
 
 class TariffIngress(IngressHandler):
-    """TariffPublished / VatRateChanged → the `tariff-catalog` stream (identical re-sends add nothing)."""
+    """TariffPublished / VatRateChanged → the `tariff-catalog` stream (identical re-sends add nothing).
+    A new or changed row asks for every account's charges to be reconciled with it."""
 
     name: ClassVar[str] = "tariff-ingress"
     topics: ClassVar[tuple[str, ...]] = (backoffice.TARIFFS,)
@@ -55,7 +57,14 @@ class TariffIngress(IngressHandler):
             payload = VatRateChanged(effective_from=p.effective_from, rate=p.rate)
         else:
             return
-        await self._catalog.publish(conn, payload, message.envelope.event_id)
+        if await self._catalog.publish(conn, payload, message.envelope.event_id):
+            # A row or rate that is new (or changed) may apply to intervals rated already: every account
+            # is checked (not only those with charges: a rating may be in flight with the old catalog).
+            await conn.execute(
+                "INSERT INTO reconcile_requests (account_no) SELECT account_no FROM accounts"
+                " ON CONFLICT (account_no) DO UPDATE SET version = reconcile_requests.version + 1,"
+                " requested_at = now()"
+            )
 
 
 def _rejection_reason(outcome: Rejected) -> str:
@@ -71,7 +80,15 @@ def _is_history(message: IngressMessage, since: dt.datetime | None) -> bool:
 
 class GridReadingIngress(IngressHandler):
     """GridReadingTaken, validated like a customer's reading (RATING.md §5). Invalid → DLQ with the
-    reason. A reading for an account or meter not known yet is parked and applied when it arrives."""
+    reason. A reading for an account or meter not known yet is parked and applied when it arrives.
+
+    Parking and unparking must not miss each other: this consumer and the accounts projection run in
+    different transactions. A reading that finds no account/meter takes the append lock (which the
+    projection's unparking also takes, see `ParkedGridReadings`) and decides again; only then does it
+    park. So either the projection committed first (the second look sees the meter and accepts the
+    reading), or the parked row is committed before the projection looks for parked readings. A reading
+    of an account that still has parked readings is parked behind them (they are applied in date order).
+    """
 
     name: ClassVar[str] = "grid-reading-ingress"
     topics: ClassVar[tuple[str, ...]] = (backoffice.READINGS,)
@@ -84,20 +101,54 @@ class GridReadingIngress(IngressHandler):
         p = message.payload
         if not isinstance(p, backoffice.GridReadingTaken) or _is_history(message, self._since):
             return
+        if await self._parked_behind(conn, message.envelope.event_id, p):
+            return
         outcome = await submit_grid_reading(conn, self._own, message.envelope.event_id, p)
         if isinstance(outcome, NotReady):
-            await conn.execute(
-                "INSERT INTO parked_grid_readings (event_id, account_no, payload) VALUES (%s, %s, %s)"
-                " ON CONFLICT (event_id) DO NOTHING",
-                (message.envelope.event_id, p.account_no, Jsonb(p.model_dump(mode="json"))),
-            )
-            GRID_READINGS.labels("parked").inc()
-            log.info("grid reading parked", extra={"account_no": p.account_no, "why": outcome.code})
+            await lock_for_append(conn)  # see the class doc: decide again once nobody unparks meanwhile
+            if await self._parked_behind(conn, message.envelope.event_id, p):
+                return
+            outcome = await submit_grid_reading(conn, self._own, message.envelope.event_id, p)
+        if isinstance(outcome, NotReady):
+            await _park(conn, message.envelope.event_id, p, outcome.code)
         elif isinstance(outcome, Rejected):
             GRID_READINGS.labels("rejected").inc()
             raise DeadLetter(f"reading rejected: {_rejection_reason(outcome)}")
         else:
             GRID_READINGS.labels("accepted").inc()
+
+    async def _parked_behind(
+        self, conn: Connection, event_id: uuid.UUID, p: backoffice.GridReadingTaken
+    ) -> bool:
+        """With earlier readings of the account still parked, this one must not overtake them: apply
+        what can be applied first; if some still wait, park this one behind them (True)."""
+        if not await _has_parked(conn, p.account_no):
+            return False
+        await lock_for_append(conn)
+        unpark = ParkedGridReadings(self._own)
+        await unpark(conn, p.account_no)
+        if not await _has_parked(conn, p.account_no):
+            return False
+        await _park(conn, event_id, p, "behind_parked")
+        await unpark(conn, p.account_no)
+        return True
+
+
+async def _has_parked(conn: Connection, account_no: str) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM parked_grid_readings WHERE account_no = %s AND outcome IS NULL LIMIT 1", (account_no,)
+    )
+    return await cur.fetchone() is not None
+
+
+async def _park(conn: Connection, event_id: uuid.UUID, p: backoffice.GridReadingTaken, why: str) -> None:
+    await conn.execute(
+        "INSERT INTO parked_grid_readings (event_id, account_no, payload) VALUES (%s, %s, %s)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        (event_id, p.account_no, Jsonb(p.model_dump(mode="json"))),
+    )
+    GRID_READINGS.labels("parked").inc()
+    log.info("grid reading parked", extra={"account_no": p.account_no, "why": why})
 
 
 async def submit_grid_reading(
@@ -118,12 +169,16 @@ async def submit_grid_reading(
 
 
 class ParkedGridReadings:
-    """Applies the parked grid readings of an account when its account or meter arrives."""
+    """Applies the parked grid readings of an account when its account or meter arrives, in reading-date
+    order (one that still cannot apply, its meter unknown, stays parked)."""
 
     def __init__(self, own: OwnEvents) -> None:
         self._own = own
 
     async def __call__(self, conn: Connection, account_no: str) -> None:
+        # The append lock first (held to the commit): a grid reading deciding to park meanwhile either
+        # committed its parked row already (seen below) or waits and then sees this transaction's meter.
+        await lock_for_append(conn)
         cur = await conn.execute(
             "SELECT event_id, payload FROM parked_grid_readings WHERE account_no = %s AND outcome IS NULL"
             " ORDER BY payload->>'reading_date', parked_at",
@@ -133,7 +188,7 @@ class ParkedGridReadings:
             reading = backoffice.GridReadingTaken.model_validate(payload)
             outcome = await submit_grid_reading(conn, self._own, event_id, reading)
             if isinstance(outcome, NotReady):
-                continue
+                continue  # its meter is still unknown: a later one on a known meter may apply
             verdict = (
                 "accepted" if isinstance(outcome, Accepted) else f"rejected: {_rejection_reason(outcome)}"
             )

@@ -6,7 +6,9 @@ the one place that maps an event to rows; `rebuild()` replays the whole store th
 (`python -m calculator.worker rebuild-own`).
 
 Streams: `meter-readings:{no}` (ReadingSubmitted and the ChargeCalculated rated from it),
-`billing-period:{no}:{period}` (estimated ChargeCalculated, EstimateReversed, PeriodBilled).
+`billing-period:{no}:{period}` (estimated ChargeCalculated, EstimateReversed, PeriodBilled). An
+EstimateReversed whose correction id is `adj{n}-{charge_id}` is an adjustment of that charge
+(`domain.reconcile`): it goes to `charge_adjustments` and `charges.adjusted`, not to the true-ups.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from calculator.domain.billing import (
     billing_period_stream,
     meter_readings_stream,
 )
+from calculator.domain.reconcile import PostedCharge, adjusted_charge_id
 from contracts.envelope import Envelope, utc_now
 from contracts.events.calculator import ChargeCalculated, EstimateReversed, PeriodBilled, ReadingSubmitted
 from contracts.registry import registry
@@ -228,6 +231,20 @@ class OwnEvents:
                 )
         elif t == "EstimateReversed":
             e = EstimateReversed.model_validate(envelope.payload)
+            adjusted = adjusted_charge_id(e.correction_id)
+            if adjusted is not None:  # an adjustment of a posted charge (domain.reconcile), not a true-up
+                cur = await conn.execute(
+                    "INSERT INTO charge_adjustments (correction_id, charge_id, account_no, period, amount)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                    (e.correction_id, adjusted, e.account_no, e.period, e.amount),
+                )
+                if await cur.fetchone() is not None:
+                    await conn.execute(
+                        "UPDATE charges SET adjusted = adjusted + %s, adjustments = adjustments + 1"
+                        " WHERE charge_id = %s",
+                        (e.amount, adjusted),
+                    )
+                return
             await conn.execute(
                 "INSERT INTO estimate_reversals (correction_id, account_no, period, amount, reading_id,"
                 " reversed_charge_ids) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -256,7 +273,9 @@ class OwnEvents:
     async def rebuild(self, conn: Connection) -> int:
         """Empty the readings/charges tables and replay the event store through `project()`."""
         async with conn.transaction():
-            await conn.execute("TRUNCATE readings, charges, estimate_reversals, period_billing")
+            await conn.execute(
+                "TRUNCATE readings, charges, estimate_reversals, charge_adjustments, period_billing"
+            )
             cur = await conn.execute(
                 "SELECT event_id, event_type, schema_version, stream_id, stream_version, occurred_at,"
                 " correlation_id, causation_id, producer, payload, topic FROM events"
@@ -305,6 +324,19 @@ async def load_charges(conn: Connection, account_no: str) -> list[ChargeFacts]:
     )
     return [
         ChargeFacts(r[0], r[1], r[2], r[3], r[4], r[5], Decimal(r[6]), Decimal(r[7]), r[8])
+        for r in await cur.fetchall()
+    ]
+
+
+async def load_posted_charges(conn: Connection, account_no: str) -> list[PostedCharge]:
+    """The account's charges as posted: totals, the adjustments since, whether reversed (estimates)."""
+    cur = await conn.execute(
+        "SELECT charge_id, period, estimated, reading_id, from_date, to_date, total, adjusted, adjustments,"
+        " reversed_by IS NOT NULL FROM charges WHERE account_no = %s ORDER BY period, from_date, charge_id",
+        (account_no,),
+    )
+    return [
+        PostedCharge(r[0], r[1], r[2], r[3], r[4], r[5], Decimal(r[6]), Decimal(r[7]), int(r[8]), r[9])
         for r in await cur.fetchall()
     ]
 

@@ -1,55 +1,66 @@
-"""The rating stream and the monthly billing run (RATING.md §6), on top of the engine.
+"""The rating stream, the monthly billing run and the reconciliation of charges (RATING.md §6).
 
 `RatingService.rate_reading` turns one accepted ReadingSubmitted into exactly one ChargeCalculated
 (`chg-{reading_id}`), rated from the account's previous accepted reading (or its first meter's
-installation) with the attributes as they stand on the reading's date; in the same transaction it
-trues up the open estimates (`EstimateReversed`) and completes a billed period waiting for this charge.
+installation) with the attributes as they stand on the reading's date (`domain.reconcile.
+rate_reading_in_chain`); in the same transaction it trues up the open estimates (`EstimateReversed` of
+their posted totals, adjustments included) and completes a billed period waiting for this charge.
 
 `BillingService.bill_accounts` bills a batch of accounts for a closed period: an estimate where there is
-no reading, then `PeriodBilled` once the period's charges are all appended (else the period waits as
-`pending`, and the rating of the missing reading completes it).
+no reading (`domain.reconcile.estimate_in_period`), then `PeriodBilled` once the period's charges are
+all appended (else the period waits as `pending`, and the rating of the missing reading completes it).
 
-Both lock the account's row (`accounts ... FOR UPDATE`) for their transaction, so the billing run and
-the rating stream never decide about one account at once.
+`ReconcileService.reconcile` brings an account's charges to what today's facts make them
+(`domain.reconcile.plan_adjustments`): a late ResidentsChanged / TariffOptionChanged / MeterReplaced, a
+late tariff row or VAT rate, or a late earlier reading behind an open estimate is corrected by an
+adjustment of the difference in the charge's own period (an `EstimateReversed` event with correction id
+`adj{n}-{charge_id}` and a reason of its own: the ledger posts it as a correction).
+
+All three lock the account's row (`accounts ... FOR UPDATE`) for their transaction, so they never
+decide about one account at once.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel
 
-from calculator.adapters.accounts import Household, household_on, load_account
+from calculator.adapters.accounts import household_on, load_facts, load_many_facts, request_reconcile
 from calculator.adapters.catalog import CatalogRepository
-from calculator.adapters.own_events import OwnEvents, charge_ids_in_period, load_charges, load_readings
+from calculator.adapters.own_events import OwnEvents, charge_ids_in_period, load_posted_charges
 from calculator.domain.billing import (
-    ChargeFacts,
     Meter,
-    billed_history,
     billing_period_stream,
     estimate_charge_id,
-    estimates_to_reverse,
     event_id,
-    install_point,
-    meter_on,
+    late_reversal_id,
     meter_readings_stream,
     needs_estimate,
     period_bounds,
     period_of,
-    period_start,
     reading_charge_id,
-    replacement_between,
     reversal_id,
 )
 from calculator.domain.errors import RatingError
-from calculator.domain.estimates import estimate_for_period
-from calculator.domain.rating import MeterReading, RatedInterval, RatingLine, rate, rate_consumption
+from calculator.domain.rating import MeterReading, RatedInterval, RatingLine
+from calculator.domain.reconcile import (
+    AccountFacts,
+    Adjustment,
+    covering_reading,
+    estimate_over,
+    estimates_to_true_up,
+    missing_estimates,
+    open_estimates_after,
+    plan_adjustments,
+    rate_reading_in_chain,
+    reversal_amount,
+)
+from calculator.domain.tariffs import TariffCatalog
 from contracts.events.calculator import (
     ChargeCalculated,
     ChargeLine,
@@ -61,7 +72,7 @@ from service_runtime.db import Connection
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIGITS = 6  # only for an account without a meter: rate_consumption never reads the digits
+ADJUSTMENT_REASON = "Перерасчёт начисления: изменились сведения лицевого счёта или тариф"
 
 
 def charge_lines(lines: tuple[RatingLine, ...]) -> list[ChargeLine]:
@@ -128,36 +139,20 @@ class RatingService:
             row = await cur.fetchone()
             if row is None:
                 return "foreign"
-            account_no, reading_date, value = str(row[0]), row[1], Decimal(row[2])
-            account = await load_account(conn, account_no, lock=True)
-            if account is None:
+            account_no, reading_date = str(row[0]), row[1]
+            loaded = await load_facts(conn, account_no, lock=True)
+            if loaded is None:
                 return "not_ready"  # the accounts projection is being rebuilt: try again later
+            _, facts = loaded
             charge_id = reading_charge_id(reading_id)
             cur = await conn.execute("SELECT 1 FROM charges WHERE charge_id = %s", (charge_id,))
             if await cur.fetchone() is not None:
                 return "duplicate"
-            readings = await load_readings(conn, account_no)
-            index = next(i for i, r in enumerate(readings) if r.reading_id == reading_id)
-            previous = (
-                MeterReading(readings[index - 1].reading_date, readings[index - 1].value)
-                if index > 0
-                else install_point(account.meters)
-            )
-            household = await household_on(conn, account_no, reading_date)
-            meter = meter_on(account.meters, reading_date)
-            if previous is None or household is None or meter is None:
-                return "not_ready"
-            current = MeterReading(reading_date, value)
+            index = next(i for i, r in enumerate(facts.readings) if r.reading_id == reading_id)
             period = period_of(reading_date)
             try:
                 catalog = await self.catalog.load(conn)
-                result = rate(
-                    previous,
-                    current,
-                    household.attributes(meter.digits),
-                    catalog,
-                    replacement_between(account.meters, previous.date, reading_date),
-                )
+                result = rate_reading_in_chain(facts, index, catalog)
             except RatingError as error:
                 log.error(
                     "reading cannot be rated",
@@ -170,23 +165,30 @@ class RatingService:
                     (reading_id, account_no, error.code, error.message_ru),
                 )
                 return "failed"
-            charge = charge_from(charge_id, account_no, period, result, previous=previous, current=current)
+            if result is None:
+                return "not_ready"
+            charge = charge_from(
+                charge_id, account_no, period, result, previous=result.previous, current=result.current
+            )
             await self.own.append_latest(
                 conn, meter_readings_stream(account_no), [(charge, event_id("ChargeCalculated", charge_id))]
             )
-            to_reverse = estimates_to_reverse(await load_charges(conn, account_no), period)
+            posted = await load_posted_charges(conn, account_no)
+            to_reverse = estimates_to_true_up(posted, period)
             if to_reverse:
                 correction_id = reversal_id(reading_id)
                 reversal = EstimateReversed(
                     correction_id=correction_id,
                     account_no=account_no,
                     period=period,
-                    amount=-sum((c.total for c in to_reverse), Decimal("0.00")),
+                    amount=reversal_amount(to_reverse),
                     reversed_charge_ids=[c.charge_id for c in to_reverse],
                 )
                 await self.own.append_to_period(
                     conn, account_no, period, [(reversal, event_id("EstimateReversed", correction_id))]
                 )
+            if open_estimates_after(posted, period):
+                await request_reconcile(conn, [account_no])  # their history now has this reading
             await complete_pending_period(conn, self.own, account_no, period)
         return "rated"
 
@@ -246,20 +248,15 @@ class BillingService:
         outcomes: dict[str, BillOutcome] = {}
         catalog = await self.catalog.load(conn)
         cur = await conn.execute(
-            "SELECT account_no, opened_on FROM accounts WHERE account_no = ANY(%s) ORDER BY account_no FOR UPDATE",
+            "SELECT account_no FROM accounts WHERE account_no = ANY(%s) ORDER BY account_no FOR UPDATE",
             (account_nos,),
         )
-        opened = {str(a): d for a, d in await cur.fetchall()}
+        locked = [str(a) for (a,) in await cur.fetchall()]
         cur = await conn.execute(
             "SELECT account_no, status FROM period_billing WHERE period = %s AND account_no = ANY(%s)",
             (period, account_nos),
         )
         status = {str(a): str(s) for a, s in await cur.fetchall()}
-        cur = await conn.execute(
-            "SELECT account_no, max(reading_date) FROM readings WHERE account_no = ANY(%s) GROUP BY account_no",
-            (account_nos,),
-        )
-        last_reading = {str(a): d for a, d in await cur.fetchall()}
         cur = await conn.execute(
             "SELECT r.account_no, count(*) FROM readings r"
             " WHERE r.account_no = ANY(%s) AND r.reading_date >= %s AND r.reading_date < %s"
@@ -270,58 +267,69 @@ class BillingService:
         )
         unrated = {str(a): int(n) for a, n in await cur.fetchall()}
         cur = await conn.execute(
-            "SELECT account_no, charge_id, period, estimated, from_date, to_date, days, consumption_kwh, total,"
-            " reversed_by IS NOT NULL FROM charges WHERE account_no = ANY(%s) ORDER BY period, from_date, charge_id",
-            (account_nos,),
+            "SELECT account_no, charge_id FROM charges WHERE account_no = ANY(%s) AND period = %s"
+            " ORDER BY from_date, charge_id",
+            (locked, period),
         )
-        charges: dict[str, list[ChargeFacts]] = defaultdict(list)
-        for r in await cur.fetchall():
-            charges[str(r[0])].append(
-                ChargeFacts(r[1], r[2], r[3], r[4], r[5], r[6], Decimal(r[7]), Decimal(r[8]), r[9])
-            )
+        in_period: dict[str, list[str]] = defaultdict(list)
+        for a, charge_id in await cur.fetchall():
+            in_period[str(a)].append(str(charge_id))
         cur = await conn.execute(
-            "SELECT account_no, digits, installed_on FROM meters WHERE account_no = ANY(%s)", (account_nos,)
+            "SELECT reading_id FROM charges WHERE account_no = ANY(%s) AND reading_id IS NOT NULL", (locked,)
         )
-        meters: dict[str, list[tuple[int, dt.date]]] = defaultdict(list)
-        for a, digits, installed_on in await cur.fetchall():
-            meters[str(a)].append((int(digits), installed_on))
-        households = await households_on(conn, account_nos, following - dt.timedelta(days=1))
+        rated_readings = {str(r[0]) for r in await cur.fetchall()}
+        facts = await load_many_facts(conn, locked)
         appends: list[tuple[str, list[tuple[BaseModel, uuid.UUID]]]] = []
+        late: list[tuple[str, list[tuple[BaseModel, uuid.UUID]]]] = []
 
         for account_no in account_nos:
-            opened_on = opened.get(account_no)
-            if opened_on is None:
+            account = facts.get(account_no)
+            if account is None:
                 outcomes[account_no] = "inactive"
                 continue
             if status.get(account_no) == "billed":
                 outcomes[account_no] = "already_billed"
                 continue
-            estimate, start, end = needs_estimate(period, opened_on, last_reading.get(account_no))
+            estimate, start, end = needs_estimate(
+                period, account.opened_on, (r.reading_date for r in account.readings)
+            )
             if start >= end:
                 outcomes[account_no] = "inactive"
                 continue
-            account_charges = charges.get(account_no, [])
-            ids = [c.charge_id for c in account_charges if c.period == period]
+            ids = in_period.get(account_no, [])
             before: list[tuple[BaseModel, uuid.UUID]] = []
             charge_id = estimate_charge_id(account_no, period)
             if estimate and charge_id not in ids:
-                household = households.get(account_no)
-                if household is None:
+                rated = estimate_over(account, period, start, end, catalog)
+                if rated is None:
                     outcomes[account_no] = "no_attributes"
                     continue
-                digits = max(meters[account_no])[0] if meters.get(account_no) else DEFAULT_DIGITS
-                attrs = household.attributes(digits)
-                guess = estimate_for_period(
-                    billed_history(account_charges), period_start(period), (end - start).days, attrs, catalog
-                )
-                rated = rate_consumption(start, end, guess.kwh, attrs, catalog)
                 before.append(
                     (
                         charge_from(charge_id, account_no, period, rated, estimated=True),
                         event_id("ChargeCalculated", charge_id),
                     )
                 )
-                ids.append(charge_id)
+                ids = [*ids, charge_id]
+                covering = covering_reading(account, period)
+                if covering is not None and covering.reading_id in rated_readings:
+                    # Closed late: the reading that covers these days was rated already. Its true-up,
+                    # as it would have been had the period been closed in time (domain/billing.py).
+                    reading_period = period_of(covering.reading_date)
+                    correction_id = late_reversal_id(covering.reading_id, period)
+                    reversal = EstimateReversed(
+                        correction_id=correction_id,
+                        account_no=account_no,
+                        period=reading_period,
+                        amount=-rated.total,
+                        reversed_charge_ids=[charge_id],
+                    )
+                    late.append(  # after the estimate it reverses (the projection needs it first)
+                        (
+                            billing_period_stream(account_no, reading_period),
+                            [(reversal, event_id("EstimateReversed", correction_id))],
+                        )
+                    )
             if unrated.get(account_no):
                 if before:
                     appends.append((billing_period_stream(account_no, period), before))
@@ -340,44 +348,104 @@ class BillingService:
                 )
             )
             outcomes[account_no] = "estimated" if before else "billed"
-        await self.own.bulk_append(conn, appends)
+        await self.own.bulk_append(conn, appends + late)
         return outcomes
 
 
-_HOUSEHOLDS_SQL = """
-SELECT DISTINCT ON (account_no, attribute) account_no, attribute, value
-FROM account_attributes
-WHERE account_no = ANY(%(nos)s)
-ORDER BY account_no, attribute,
-         (effective_from <= %(day)s) DESC,
-         CASE WHEN effective_from <= %(day)s THEN effective_from END DESC NULLS LAST,
-         effective_from ASC,
-         stream_version DESC
-"""
+@dataclass
+class ReconcileService:
+    own: OwnEvents
+    catalog: CatalogRepository
 
+    async def reconcile(self, conn: Connection, account_no: str) -> list[Adjustment]:
+        """Correct the account's posted charges to what today's facts make them (idempotent: a second
+        call with nothing new posts nothing). Locks the account's row first, so a rating or billing
+        transaction in flight with older facts has committed its charge before this looks."""
+        async with conn.transaction():
+            loaded = await load_facts(conn, account_no, lock=True)
+            if loaded is None:
+                return []
+            _, facts = loaded
+            catalog = await self.catalog.load(conn)
+            await self._add_missing_estimates(conn, account_no, facts, catalog)
+            posted = await load_posted_charges(conn, account_no)
+            if not posted:
+                return []
+            planned = plan_adjustments(facts, posted, catalog)
+            by_period: dict[str, list[tuple[BaseModel, uuid.UUID]]] = defaultdict(list)
+            for adjustment in planned:
+                correction = EstimateReversed(
+                    correction_id=adjustment.correction_id,
+                    account_no=account_no,
+                    period=adjustment.period,
+                    amount=adjustment.amount,
+                    reversed_charge_ids=[adjustment.charge_id],
+                    reason=ADJUSTMENT_REASON,
+                )
+                by_period[adjustment.period].append(
+                    (correction, event_id("ChargeAdjusted", adjustment.correction_id))
+                )
+            for period, events in sorted(by_period.items()):
+                await self.own.append_to_period(conn, account_no, period, events)
+            if planned:
+                log.info(
+                    "charges adjusted to the facts known now",
+                    extra={
+                        "account_no": account_no,
+                        "adjustments": [(a.charge_id, str(a.amount)) for a in planned],
+                    },
+                )
+        return planned
 
-async def households_on(conn: Connection, account_nos: list[str], day: dt.date) -> dict[str, Household]:
-    """`household_on` for many accounts at once."""
-    cur = await conn.execute(_HOUSEHOLDS_SQL, {"nos": account_nos, "day": day})
-    values: dict[str, dict[str, object]] = defaultdict(dict)
-    for a, attribute, value in await cur.fetchall():
-        values[str(a)][str(attribute)] = value
-    out: dict[str, Household] = {}
-    for a, v in values.items():
-        if {"residents", "tariff_option", "electric_stove", "living_alone"} <= v.keys():
-            out[a] = Household(
-                tariff_option="tiered" if v["tariff_option"] == "tiered" else "flat",
-                residents=int(str(v["residents"])),
-                electric_stove=bool(v["electric_stove"]),
-                living_alone=bool(v["living_alone"]),
+    async def _add_missing_estimates(
+        self, conn: Connection, account_no: str, facts: AccountFacts, catalog: TariffCatalog
+    ) -> None:
+        """The estimates of billed periods that lack them (`domain.reconcile.missing_estimates`), with
+        the immediate true-up when the reading that covers the period is rated already."""
+        cur = await conn.execute(
+            "SELECT period FROM period_billing WHERE account_no = %s AND status = 'billed'", (account_no,)
+        )
+        billed = [str(r[0]) for r in await cur.fetchall()]
+        if not billed:
+            return
+        posted = await load_posted_charges(conn, account_no)
+        missing = missing_estimates(
+            facts, billed, posted, catalog, lambda period: estimate_charge_id(account_no, period)
+        )
+        for item in missing:
+            charge_id = estimate_charge_id(account_no, item.period)
+            charge = charge_from(charge_id, account_no, item.period, item.rated, estimated=True)
+            await self.own.append_to_period(
+                conn, account_no, item.period, [(charge, event_id("ChargeCalculated", charge_id))]
             )
-    return out
+            if item.covered_by is not None:
+                reading_period = period_of(item.covered_by.reading_date)
+                correction_id = late_reversal_id(item.covered_by.reading_id, item.period)
+                reversal = EstimateReversed(
+                    correction_id=correction_id,
+                    account_no=account_no,
+                    period=reading_period,
+                    amount=-item.rated.total,
+                    reversed_charge_ids=[charge_id],
+                )
+                await self.own.append_to_period(
+                    conn,
+                    account_no,
+                    reading_period,
+                    [(reversal, event_id("EstimateReversed", correction_id))],
+                )
+        if missing:
+            log.info(
+                "missing estimates of billed periods added",
+                extra={"account_no": account_no, "periods": [m.period for m in missing]},
+            )
 
 
 __all__ = [
     "BillingService",
     "Meter",
     "RatingService",
+    "ReconcileService",
     "charge_from",
     "complete_pending_period",
     "household_on",

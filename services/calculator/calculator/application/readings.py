@@ -8,7 +8,11 @@ Choices:
   (`installed_on`, `initial_reading`); a first reading dated on the install date cannot be rated
   (0 days) and is refused as `not_after_previous`.
 - The average for the implausibility check is over the last three billed months before the reading's
-  month, from the actual charges only (`domain.billing.billed_history`).
+  month, from the accepted readings (`domain.reconcile.reading_history`: the history their charges
+  have), so the check never depends on how far the rating stream has got.
+- A grid reading names its meter. One on a meter that was replaced after the reading's date (the
+  MeterReplaced arrived first: there is no order across topics) is validated against that meter, not
+  the one in place now; a meter not known yet parks the reading (`NotReady`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from zoneinfo import ZoneInfo
 
 from psycopg.errors import UniqueViolation
 
-from calculator.adapters.accounts import AccountRecord, load_account
-from calculator.adapters.own_events import OwnEvents, ReadingRow, load_charges, load_readings
+from calculator.adapters.accounts import AccountRecord, load_facts
+from calculator.adapters.own_events import OwnEvents, ReadingRow, load_readings
 from calculator.domain.billing import (
-    billed_history,
+    Meter,
     install_point,
     meter_readings_stream,
     period_of,
@@ -36,6 +40,7 @@ from calculator.domain.errors import RatingError
 from calculator.domain.estimates import average_daily_kwh
 from calculator.domain.rating import MeterReading, consumption_between
 from calculator.domain.readings import MeterInfo, ReadingProblem, validate_reading
+from calculator.domain.reconcile import reading_history
 from contracts.envelope import Envelope
 from contracts.events.calculator import ReadingSubmitted
 from service_runtime.db import Connection
@@ -83,6 +88,10 @@ class RatingBase:
     base: MeterReading | None
 
 
+def _in_place_on(meter: Meter, day: dt.date) -> bool:
+    return meter.installed_on <= day and (meter.removed_on is None or day <= meter.removed_on)
+
+
 def rating_base(account: AccountRecord, readings: list[ReadingRow]) -> RatingBase:
     previous = MeterReading(readings[-1].reading_date, readings[-1].value) if readings else None
     return RatingBase(previous, previous or install_point(account.meters))
@@ -102,27 +111,31 @@ async def _attempt(
     today: dt.date,
     meter_serial: str | None,
 ) -> Outcome:
-    account = await load_account(conn, account_no)
-    if account is None:
+    loaded = await load_facts(conn, account_no)
+    if loaded is None:
         return NotReady("account_not_found")
+    account, facts = loaded
     meter = account.meter
     if meter is None:
         return NotReady("no_meter")
     if meter_serial is not None and meter_serial != meter.serial:
-        if all(m.serial != meter_serial for m in account.meters):
+        named = next((m for m in account.meters if m.serial == meter_serial), None)
+        if named is None:
             return NotReady("meter_unknown")
-        return Rejected(
-            [
-                ReadingProblem(
-                    "meter_serial_mismatch", {"meter_serial": meter_serial, "current_serial": meter.serial}
-                )
-            ]
-        )
+        if not _in_place_on(named, reading_date):
+            return Rejected(
+                [
+                    ReadingProblem(
+                        "meter_serial_mismatch",
+                        {"meter_serial": meter_serial, "current_serial": meter.serial},
+                    )
+                ]
+            )
+        meter = named  # a reading on the meter that was in place that day, replaced since
     version = await own.store.stream_version(conn, meter_readings_stream(account_no))
     readings = await load_readings(conn, account_no)
     base = rating_base(account, readings)
-    history = billed_history(await load_charges(conn, account_no))
-    average = average_daily_kwh(history, before=period_start(period_of(reading_date)))
+    average = average_daily_kwh(reading_history(facts), before=period_start(period_of(reading_date)))
     new = MeterReading(reading_date, value)
     replacement = (
         replacement_between(account.meters, base.previous.date, reading_date) if base.previous else None

@@ -5,12 +5,15 @@
   a true-up `rev-{reading_id}`; the events carrying them get `uuid5` ids of the same names.
 - A charge is dated by the reading's date: its period is the reading date's month.
 - An account gets an estimate for a closed period when it was active in it and has no accepted reading
-  dated on or after the period's first day. (RATING.md says "no reading in the period"; a reading dated
-  *after* the period — possible only when a period is closed late — already covers the period's days
-  from the previous reading, so estimating it too would charge those days twice.)
-- The next actual reading reverses the open (not yet reversed) estimates of periods up to its own
-  period, with one correction of minus their totals in the reading's period. Estimates of later periods
-  (a period closed after a reading dated before it) stay until the next reading covers them.
+  dated in it (RATING.md §6, literally). The next actual reading reverses the open (not yet reversed)
+  estimates of periods up to its own period, with one correction of minus their posted totals in the
+  reading's period. Estimates of later periods (a period closed after a reading dated before it) stay
+  until the next reading covers them.
+- A period closed late, after an actual reading dated after it was already rated (possible since
+  messages come in any order across topics): that reading covers the period's days, so the estimate is
+  reversed at once, in that reading's period (`late_reversal_id`) — exactly the reversal its rating
+  would have made had the period been closed in time. So the months show the same, whichever came
+  first: the estimate in its period, its reversal in the period of the reading that covers it.
 - The history behind averages (implausibility, estimates) is the *actual* charges only: per period,
   Σ kWh and Σ days of the charges rated from readings. Estimates are not history: an estimate based on
   estimates would only repeat itself.
@@ -48,6 +51,11 @@ def estimate_charge_id(account_no: str, period: str) -> str:
 
 def reversal_id(reading_id: str) -> str:
     return f"rev-{reading_id}"
+
+
+def late_reversal_id(reading_id: str, period: str) -> str:
+    """The reversal of a late-closed period's estimate by the (already rated) reading that covers it."""
+    return f"rev-{reading_id}-{period}"
 
 
 def meter_readings_stream(account_no: str) -> str:
@@ -93,14 +101,15 @@ def previous_periods(last: str, count: int) -> list[str]:
 
 
 def needs_estimate(
-    period: str, opened_on: dt.date, last_reading_date: dt.date | None
+    period: str, opened_on: dt.date, reading_dates: Iterable[dt.date]
 ) -> tuple[bool, dt.date, dt.date]:
-    """`(estimate?, from, to)`: the period's active days `[from, to)` and whether to estimate them."""
+    """`(estimate?, from, to)`: the period's active days `[from, to)` and whether to estimate them (no
+    accepted reading dated in the period)."""
     first, following = period_bounds(period)
     start = max(first, opened_on)
     if start >= following:
         return False, start, following
-    if last_reading_date is not None and last_reading_date >= first:
+    if any(first <= day < following for day in reading_dates):
         return False, start, following
     return True, start, following
 

@@ -36,7 +36,7 @@ async def test_billing_run_over_many_accounts_with_duplicates_and_a_rerun(calc: 
     period = "2025-06"
     with_reading = [account_number() for _ in range(15)]
     estimated = [account_number() for _ in range(33)]
-    later_reading = [account_number() for _ in range(2)]  # read in July only: June is covered by it
+    later_reading = [account_number() for _ in range(2)]  # read in July only: June estimated, reversed
     everyone = with_reading + estimated + later_reading
     async with TopicWatcher(calc.bootstrap, CALCULATOR_TOPIC) as topic:
         for account in everyone:
@@ -100,8 +100,25 @@ async def test_billing_run_over_many_accounts_with_duplicates_and_a_rerun(calc: 
                 and kinds[(account, "ChargeCalculated", "false")] == 0
             )
         for account in later_reading:
-            assert kinds[(account, "ChargeCalculated", "true")] == 0
+            assert kinds[(account, "ChargeCalculated", "true")] == 1
         assert all(kinds[(a, "PeriodBilled", None)] == 1 for a in everyone)
+        # The July readings cover June's days: their estimates are reversed in July, once (whether the
+        # reading was rated before the run, `rev-{reading}-2025-06`, or after it, `rev-{reading}`).
+        for account in later_reading:
+
+            async def reversed_once(account: str = account) -> bool:
+                rows = await calc.fetch(
+                    "SELECT period, amount::text, reversed_charge_ids FROM estimate_reversals WHERE account_no = %s",
+                    (account,),
+                )
+                return len(rows) == 1
+
+            await eventually(reversed_once, timeout_s=90)
+            [(july, amount, ids)] = await calc.fetch(
+                "SELECT period, amount::text, reversed_charge_ids FROM estimate_reversals WHERE account_no = %s",
+                (account,),
+            )
+            assert (july, amount, ids) == ("2025-07", "-3244.12", [f"est-{account}-{period}"])
 
         # The same on Kafka, once the relay has published everything. (Other calculator instances on the
         # shared cluster, e.g. the running stack's, see the same PeriodClosed and accounts and publish their
@@ -114,14 +131,14 @@ async def test_billing_run_over_many_accounts_with_duplicates_and_a_rerun(calc: 
                 (period, everyone),
             )
         }
-        assert len(ours) == len(with_reading) + len(estimated) + len(everyone)
+        assert len(ours) == len(with_reading) + len(estimated) + len(later_reading) + len(everyone)
         found = await topic.wait_for(lambda e: e.get("event_id") in ours, count=len(ours), timeout_s=90)
         assert {e["event_id"] for e in found} == ours
         on_kafka = Counter(
             (e["payload"]["account_no"], e["event_type"]) for e in {e["event_id"]: e for e in found}.values()
         )
         assert all(on_kafka[(a, "PeriodBilled")] == 1 for a in everyone)
-        assert all(on_kafka[(a, "ChargeCalculated")] == 1 for a in with_reading + estimated)
+        assert all(on_kafka[(a, "ChargeCalculated")] == 1 for a in with_reading + estimated + later_reading)
 
         # An estimate without history: flat, 2 residents, no stove, June (30 days):
         # 90 × 2 × 30 / 30.5 = 177.05 kWh; 177.05 × 16.36 = 2896.54; VAT 347.58; total 3244.12

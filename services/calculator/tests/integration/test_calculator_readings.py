@@ -230,6 +230,7 @@ async def test_what_if_quote_catalog_and_authorization(calc: Calc) -> None:
         headers=calc.auth(),
     )
     assert r.status_code == 201
+    await calc.wait_charge(f"chg-{r.json()['reading_id']}")  # the rating stream's append comes first
 
     # What-if from the last recorded reading (2025-05-01, 1900.00): 31 days, 100 kWh × 16.36 = 1636.00 + 196.32.
     events_before = await calc.fetch("SELECT count(*) FROM events")

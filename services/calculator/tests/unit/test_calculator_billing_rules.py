@@ -52,18 +52,18 @@ def test_periods() -> None:
 
 
 def test_needs_estimate() -> None:
-    """June 2025: no reading → estimate the active days; a reading in June or later → none."""
-    assert needs_estimate("2025-06", date(2025, 1, 1), None) == (True, date(2025, 6, 1), date(2025, 7, 1))
-    assert needs_estimate("2025-06", date(2025, 6, 11), date(2025, 5, 31)) == (
+    """June 2025: no reading in June → estimate the active days; a reading in June → none. A reading
+    dated after June does not cover June's estimate away: it reverses it (RATING.md §6, literally)."""
+    assert needs_estimate("2025-06", date(2025, 1, 1), []) == (True, date(2025, 6, 1), date(2025, 7, 1))
+    assert needs_estimate("2025-06", date(2025, 6, 11), [date(2025, 5, 31)]) == (
         True,
         date(2025, 6, 11),
         date(2025, 7, 1),
     )
-    assert needs_estimate("2025-06", date(2025, 1, 1), date(2025, 6, 1))[0] is False
-    assert (
-        needs_estimate("2025-06", date(2025, 1, 1), date(2025, 7, 3))[0] is False
-    )  # covered by a later reading
-    assert needs_estimate("2025-06", date(2025, 7, 1), None)[0] is False  # not yet opened
+    assert needs_estimate("2025-06", date(2025, 1, 1), [date(2025, 5, 3), date(2025, 6, 1)])[0] is False
+    assert needs_estimate("2025-06", date(2025, 1, 1), [date(2025, 6, 30)])[0] is False
+    assert needs_estimate("2025-06", date(2025, 1, 1), [date(2025, 7, 3)])[0] is True  # closed late
+    assert needs_estimate("2025-06", date(2025, 7, 1), [])[0] is False  # not yet opened
 
 
 def test_history_is_actual_charges_only() -> None:
