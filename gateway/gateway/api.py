@@ -27,6 +27,7 @@ from gateway.adapters.cache import ViewCache
 from gateway.adapters.idempotency import IdempotencyMiddleware
 from gateway.adapters.invalidation import CacheInvalidator
 from gateway.adapters.rate_limit import FailureLimiter, Limit
+from gateway.adapters.revocation import RevokedSessions
 from gateway.adapters.sessions import SessionStore
 from gateway.adapters.upstream import Upstream, UpstreamProblem, UpstreamUnavailable
 from gateway.application.backend import Backend
@@ -43,10 +44,11 @@ from gateway.problems import (
 )
 from gateway.public_api import problems as public_problems
 from gateway.public_api import router as public_router
+from gateway.request_guard import RequestGuardMiddleware
 from gateway.settings import GatewaySettings
 from gateway.web import Parts, client_ip
 from service_runtime.app import ServiceResources, create_service_app
-from service_runtime.auth import InvalidToken, TokenVerifier
+from service_runtime.auth import InvalidToken, KeysUnavailable, TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +106,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}.get(
-            exc.status_code, "bad_request"
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "not_authenticated",
+            413: "payload_too_large",
+            415: "unsupported_media_type",
+        }.get(exc.status_code, "bad_request")
         if not _is_api(request):
             return await portal_pages.error_page(request, exc.status_code, code)
         lang = _api_lang(request)
@@ -143,10 +149,15 @@ def _document_problems(app: FastAPI) -> None:
                 schemas[model.__name__] = schema
             # FastAPI's default 422 (HTTPValidationError) is not what the gateway answers: a problem.
             validation = public_problems(422)[422]
+            # Refused before a handler runs (gateway.request_guard): bodies too large, not JSON, not UTF-8.
+            body_problems = public_problems(400, 413, 415)
             for operation in (op for ops in spec.get("paths", {}).values() for op in ops.values()):
                 response = operation.get("responses", {}).get("422")
                 if response is not None and "application/json" in response.get("content", {}):
                     operation["responses"]["422"] = validation
+                if "requestBody" in operation:
+                    for status, documented in body_problems.items():
+                        operation["responses"].setdefault(str(status), documented)
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
             app.openapi_schema = spec
@@ -175,16 +186,35 @@ def create_app(
             if auth.lower().startswith("bearer "):
                 try:
                     user = await parts.verifier.verify(auth[7:].strip())
-                except (InvalidToken, httpx.HTTPError):
+                except (InvalidToken, KeysUnavailable, httpx.HTTPError):
                     return None
+                if await parts.revoked.is_revoked(user.session_id):
+                    return None  # the route refuses it (401); nothing to store
                 return f"user:{user.user_id}"
             request = Request(scope)
             return f"ip:{client_ip(request)}"
 
+        async def refuse(scope: Scope, status: int, code: str) -> Response:
+            request = Request(scope)
+            if not _is_api(request):
+                return await portal_pages.error_page(request, status, code)
+            lang = _api_lang(request)
+            return problem_response(problem_body(status, code, lang), lang)
+
         # Inside the request-id middleware (outermost), so replies and rejections carry X-Request-ID too.
         app.user_middleware.insert(1, Middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies))
+        # Before anything reads a body (the Idempotency-Key middleware reads it whole).
         app.user_middleware.insert(
             2,
+            Middleware(
+                RequestGuardMiddleware,
+                max_body_bytes=settings.max_body_bytes,
+                expose_operational=settings.expose_operational_endpoints,
+                refuse=refuse,
+            ),
+        )
+        app.user_middleware.insert(
+            3,
             Middleware(
                 IdempotencyMiddleware,
                 redis=lambda: state["parts"].redis,
@@ -255,6 +285,8 @@ def create_app(
                 verifier=getattr(a.state, "token_verifier", None) or TokenVerifier(settings.jwks_url),
                 login_limit=Limit("login", settings.login_max_failures, settings.login_window_s),
                 link_limit=Limit("link", settings.link_max_failures, settings.link_window_s),
+                register_limit=Limit("register", settings.register_max_conflicts, settings.register_window_s),
+                revoked=RevokedSessions(res.redis, settings.identity_redis_prefix),
             )
             a.state.parts = state["parts"] = parts
             a.state.token_verifier = parts.verifier

@@ -8,14 +8,24 @@ them (extra fields the services add are kept).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-AccountNo = Annotated[str, StringConstraints(pattern=r"^\d{10,12}$"), Field(examples=["100200300401"])]
+AccountNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{10,12}$"), Field(examples=["100200300401"])]
 Period = Annotated[
-    str, StringConstraints(pattern=r"^(19|20|21)\d{2}-(0[1-9]|1[0-2])$"), Field(examples=["2025-03"])
+    str, StringConstraints(pattern=r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])$"), Field(examples=["2025-03"])
 ]
 MoneyStr = Annotated[str, Field(pattern=r"^-?\d+\.\d{2}$", examples=["1234.50"])]
 MoneyIn = Annotated[
@@ -26,6 +36,28 @@ ReadingValue = Annotated[
     Decimal,
     Field(ge=0, max_digits=14, decimal_places=2, examples=["12345.60"], description="kWh, two decimals"),
 ]
+FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(2199, 12, 31)
+
+
+def _iso_date_only(value: Any) -> Any:
+    """`YYYY-MM-DD` and nothing else: pydantic would also take a Unix time (`0`, `1735689600`) or a
+    datetime at midnight for a date."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise PydanticCustomError("date_parsing", "a date YYYY-MM-DD is expected")
+    return value
+
+
+def _sane_date(value: dt.date) -> dt.date:
+    """Dates of this domain (readings, quotes) lie between 1900 and 2199 (as the ledger's queries)."""
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise PydanticCustomError("date_out_of_range", "the date must be between 1900-01-01 and 2199-12-31")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_only)]
+Day = Annotated[IsoDate, AfterValidator(_sane_date), Field(examples=["2025-03-31"])]
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Language = Literal["ru", "kk", "en"]
@@ -38,8 +70,12 @@ class _In(BaseModel):
     @classmethod
     def _no_control_characters(cls, value: Any) -> Any:
         """NUL and other C0 controls are never valid in a text field (PostgreSQL rejects NUL outright)."""
-        if isinstance(value, str) and any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
-            raise ValueError("control characters are not allowed")
+        if isinstance(value, str):
+            if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+                raise PydanticCustomError("control_characters", "control characters are not allowed")
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+                # A lone surrogate (from a JSON escape) is no character: it can't be encoded or stored.
+                raise PydanticCustomError("string_unicode", "not a valid Unicode string")
         return value
 
 
@@ -287,7 +323,7 @@ class Reading(_Out):
 
 
 class ReadingIn(_In):
-    reading_date: dt.date = Field(examples=["2025-03-31"])
+    reading_date: Day
     value: ReadingValue
     confirm_implausible: bool = Field(False, description="submit anyway after the 'implausible' warning")
 
@@ -300,12 +336,12 @@ class ReadingAccepted(_Out):
 
 
 class CalculationIn(_In):
-    reading_date: dt.date = Field(examples=["2025-03-31"])
+    reading_date: Day
     reading_value: ReadingValue
 
 
 class Point(_In):
-    date: dt.date = Field(examples=["2025-02-28"])
+    date: Day
     value: ReadingValue
 
 

@@ -7,7 +7,6 @@ problems in `gateway.api`'s exception handlers.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -18,10 +17,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gateway import models as m
 from gateway.adapters.upstream import PROBLEM_JSON, CallContext, UpstreamProblem, UpstreamUnavailable
 from gateway.application.backend import PERIOD, SERVICE_CODE, Backend, Caller, Document
+from gateway.asyncapi import build_document as build_asyncapi
 from gateway.i18n import Language, negotiate
 from gateway.problems import ApiProblem
 from gateway.web import Parts, client_ip, parts
-from service_runtime.auth import InvalidToken
+from service_runtime.auth import InvalidToken, KeysUnavailable
 
 _bearer = HTTPBearer(auto_error=False, description="the access_token from POST /api/v1/auth/login")
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
@@ -32,7 +32,7 @@ _PROBLEM_EXAMPLES: dict[int, tuple[str, str, str, str]] = {
         "bad_request",
         "Некорректный запрос",
         "Ссылка недействительна. Запросите новую",
-        "Invalid or used link",
+        "An invalid, used or expired link; or a body that can't be read (not UTF-8, not JSON)",
     ),
     401: ("not_authenticated", "Требуется вход", "Войдите в личный кабинет.", "No valid access token"),
     404: (
@@ -42,6 +42,18 @@ _PROBLEM_EXAMPLES: dict[int, tuple[str, str, str, str]] = {
         "Not the caller's account (whether or not it exists)",
     ),
     409: ("idempotency_in_progress", "Запрос уже выполняется", "Повторите попытку позже.", "Conflict"),
+    413: (
+        "payload_too_large",
+        "Слишком большой запрос",
+        "Размер запроса превышает допустимый. Сократите введённые данные.",
+        "The body is larger than the gateway accepts (64 KiB)",
+    ),
+    415: (
+        "unsupported_media_type",
+        "Неподдерживаемый формат",
+        "Тело запроса должно быть в формате JSON (Content-Type: application/json).",
+        "The body is not JSON",
+    ),
     422: ("validation_error", "Ошибка в данных запроса", "Проверьте заполнение полей.", "Validation failed"),
     429: (
         "too_many_requests",
@@ -102,8 +114,11 @@ async def authenticated(request: Request, credentials: Bearer, p: P) -> Caller:
         user = await p.verifier.verify(credentials.credentials)
     except InvalidToken:
         raise ApiProblem(401, "invalid_token", headers={"WWW-Authenticate": "Bearer"}) from None
-    except httpx.HTTPError as exc:
+    except (KeysUnavailable, httpx.HTTPError) as exc:
         raise UpstreamUnavailable("identity", "keys unavailable") from exc
+    if await p.revoked.is_revoked(user.session_id):
+        # Logged out, a reused refresh token, a password change: identity ended the session.
+        raise ApiProblem(401, "session_revoked", headers={"WWW-Authenticate": "Bearer"})
     return Caller(str(user.user_id), _ctx(request, credentials.credentials))
 
 
@@ -145,8 +160,19 @@ identity = APIRouter(tags=["Identity and profile"])
     "/auth/register", status_code=201, response_model=m.RegisterOut, responses=problems(409, 422, 429, 503)
 )
 async def register(body: m.RegisterIn, request: Request, p: P) -> JSONResponse:
-    """Creates a user (e-mail, password, ФИО). E-mails go out in the language of `Accept-Language`."""
-    result = await p.backend.identity("POST", "/auth/register", _ctx(request), m.dump(body))
+    """Creates a user (e-mail, password, ФИО). E-mails go out in the language of `Accept-Language`.
+    An address already in use is 409; repeated 409s from one client address get 429 (probing which
+    addresses have an account is cut off)."""
+    ip = client_ip(request)
+    retry_after = await p.limiter.blocked(p.register_limit, ip)
+    if retry_after is not None:
+        raise too_many(retry_after)
+    try:
+        result = await p.backend.identity("POST", "/auth/register", _ctx(request), m.dump(body))
+    except UpstreamProblem as problem:
+        if problem.status == 409:
+            await p.limiter.failed(p.register_limit, ip)
+        raise
     return ok(result, 201)
 
 
@@ -298,7 +324,9 @@ async def submit_request(
 
 # --- services, payments, readings, calculation ---------------------------------------------------------
 money = APIRouter(tags=["Services, payments, readings, calculation"])
-PeriodQuery = Annotated[str | None, Query(pattern=r"^(19|20|21)\d{2}-(0[1-9]|1[0-2])$", examples=["2025-01"])]
+PeriodQuery = Annotated[
+    str | None, Query(pattern=r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])$", examples=["2025-01"])
+]
 
 
 @money.get("/accounts/{account_no}/services", response_model=list[m.ServiceBalances], responses=ACCOUNT)
@@ -353,8 +381,8 @@ async def payments(
     account_no: str,
     caller: Auth,
     p: P,
-    from_: Annotated[dt.date | None, Query(alias="from", examples=["2025-01-01"])] = None,
-    to: Annotated[dt.date | None, Query(examples=["2025-12-31"])] = None,
+    from_: Annotated[m.IsoDate | None, Query(alias="from", examples=["2025-01-01"])] = None,
+    to: Annotated[m.IsoDate | None, Query(examples=["2025-12-31"])] = None,
 ) -> JSONResponse:
     """«Платежи»: payments received (date, amount, bank) in the period."""
     params = {"from": from_.isoformat() if from_ else None, "to": to.isoformat() if to else None}
@@ -525,6 +553,21 @@ async def district_offices(p: P) -> JSONResponse:
     """The district offices (РОЭС) with their contacts."""
     rows = await p.backend.district_offices()
     return JSONResponse(rows, headers={"Cache-Control": "public, max-age=60"})
+
+
+@reference.get(
+    "/asyncapi.json",
+    responses={
+        200: {
+            "description": "the AsyncAPI 3.0 document of the back-office's topics and their dead letters",
+            "content": {"application/json": {}},
+        }
+    },
+)
+async def asyncapi() -> JSONResponse:
+    """The back-office contract (shared/design/BACKOFFICE_EVENTS.md) as an AsyncAPI 3.0 document,
+    generated from the contracts package: topics, messages, payload schemas, dead-letter topics."""
+    return JSONResponse(build_asyncapi(), headers={"Cache-Control": "public, max-age=300"})
 
 
 def too_many(retry_after: int) -> ApiProblem:

@@ -60,8 +60,25 @@ class GatewaySettings(ServiceSettings):
     login_window_s: int = Field(15 * 60, ge=1)
     link_max_failures: int = Field(20, ge=1)
     link_window_s: int = Field(15 * 60, ge=1)
+    # Registrations refused because the address is taken: the one answer that tells an address exists,
+    # so probing many addresses from one client is cut off.
+    register_max_conflicts: int = Field(10, ge=1)
+    register_window_s: int = Field(15 * 60, ge=1)
     # How many proxies in front of the gateway append to X-Forwarded-For (0: use the socket peer).
     trusted_proxy_hops: int = Field(0, ge=0, le=5)
+
+    # --- what the gateway accepts ------------------------------------------------------------------------
+    # Request bodies above this are refused with 413 before anything reads them (the largest valid one,
+    # a request's text of 4000 characters, is well under 20 KiB).
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # /metrics and /readyz answer only requests that did not come through a proxy (Prometheus and the
+    # kubelet call the pod directly; everything from the internet carries X-Forwarded-For). True: always.
+    expose_operational_endpoints: bool = False
+
+    # --- identity's revocations ------------------------------------------------------------------------
+    # Identity's Redis prefix: a token whose session identity revoked is refused (401) at once, not only
+    # when it expires (services/identity/README.md, "revoked-session").
+    identity_redis_prefix: str = Field("identity:", min_length=1, max_length=100)
 
     # --- idempotent writes -----------------------------------------------------------------------------
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)

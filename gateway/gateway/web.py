@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from gateway.adapters.cache import ViewCache
 from gateway.adapters.rate_limit import FailureLimiter, Limit
+from gateway.adapters.revocation import RevokedSessions
 from gateway.adapters.sessions import SessionStore
 from gateway.application.backend import Backend
 from gateway.settings import GatewaySettings
@@ -28,6 +29,8 @@ class Parts:
     verifier: TokenVerifier
     login_limit: Limit
     link_limit: Limit
+    register_limit: Limit
+    revoked: RevokedSessions
 
 
 def parts(request: Request) -> Parts:

@@ -30,6 +30,8 @@ class WebSession:
     csrf_token: str
     created_at: float
     user_id: str | None = None
+    # Identity's session (the access token's `sid`): checked against identity's revocations per request.
+    identity_sid: str | None = None
     access_token: str | None = None
     access_expires_at: float = 0.0
     refresh_token: str | None = None

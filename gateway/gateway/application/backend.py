@@ -25,8 +25,8 @@ from gateway.adapters.cache import ViewCache
 from gateway.adapters.upstream import CallContext, Upstream, UpstreamProblem, UpstreamUnavailable
 from gateway.problems import ApiProblem
 
-ACCOUNT_NO = re.compile(r"\d{10,12}")
-PERIOD = re.compile(r"(19|20|21)\d{2}-(0[1-9]|1[0-2])")
+ACCOUNT_NO = re.compile(r"[0-9]{10,12}")
+PERIOD = re.compile(r"(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])")
 SERVICE_CODE = re.compile(r"[a-z][a-z0-9_]{1,39}")
 T = TypeVar("T")
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import jwt
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -119,10 +120,21 @@ class View:
                 )
                 self.dirty = True
             raise PortalRedirect(self, "/login")
+        if await self._revoked():
+            await self._logged_out()
         if self.session.access_expires_at - time.time() < REFRESH_MARGIN_S:
             await self._refresh_tokens()
         if time.time() - self.session.profile_fetched_at > PROFILE_MAX_AGE_S:
             await self.reload_profile()
+
+    async def _revoked(self) -> bool:
+        """Identity ended this session (a logout elsewhere, a password change, a reused refresh token)."""
+        sid = self.session.identity_sid
+        if sid is None and self.session.access_token:
+            with contextlib.suppress(jwt.PyJWTError):
+                claims = jwt.decode(self.session.access_token, options={"verify_signature": False})
+                sid = str(claims.get("sid") or "") or None
+        return sid is not None and await self.parts.revoked.is_revoked(sid)
 
     async def _refresh_tokens(self) -> None:
         store = self.parts.sessions
@@ -183,7 +195,9 @@ class View:
         self.session.after_login = after
         self.new_cookie = True
         self.store_tokens(tokens)
-        self.session.user_id = await self._user_id(str(tokens["access_token"]))
+        user = await self.parts.verifier.verify(str(tokens["access_token"]))
+        self.session.user_id = str(user.user_id)
+        self.session.identity_sid = user.session_id
         try:
             profile = await self.parts.backend.identity("GET", "/me", self.caller.ctx)
         except (UpstreamUnavailable, UpstreamProblem):
@@ -203,10 +217,6 @@ class View:
             self.lang = language
             current_language.set(language)
             self.set_language_cookie = True
-
-    async def _user_id(self, token: str) -> str:
-        user = await self.parts.verifier.verify(token)
-        return str(user.user_id)
 
     async def end_session(self) -> None:
         await self.parts.sessions.delete(self.session.session_id)

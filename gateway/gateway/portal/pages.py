@@ -32,6 +32,7 @@ from gateway.i18n import (
     negotiate,
     parse_language,
 )
+from gateway.models import FIRST_DAY, LAST_DAY
 from gateway.portal.context import CsrfRejected, PortalRedirect, Section, View, safe_next
 from gateway.portal.receipt_view import NORM_LABELS, payment_qr, receipt_sides
 from gateway.portal.render import SHORT_MONTHS, STATIC_DIR, build_environment
@@ -119,6 +120,15 @@ def _date_or(value: str | None, default: dt.date) -> dt.date:
         return dt.date.fromisoformat(value) if value else default
     except ValueError:
         return default
+
+
+def _form_date(value: str) -> dt.date | None:
+    """A date typed in a form (YYYY-MM-DD, between 1900 and 2199), or None."""
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+    return day if FIRST_DAY <= day <= LAST_DAY else None
 
 
 def _decimal(value: str | None) -> str | None:
@@ -300,16 +310,25 @@ async def register_submit(request: Request) -> Response:
     password, confirm = form.get("password", ""), form.get("password_confirm", "")
     errors: dict[str, str] = {}
     error = None
-    if password != confirm:
+    p = view.parts
+    ip = client_ip(request)
+    retry_after = await p.limiter.blocked(p.register_limit, ip)
+    if retry_after is not None:
+        error = _(
+            "Слишком много попыток. Повторите через %(minutes)s мин.", minutes=max(1, -(-retry_after // 60))
+        )
+    elif password != confirm:
         errors["password_confirm"] = _("Пароли не совпадают")
     else:
         try:
-            await view.parts.backend.identity(
+            await p.backend.identity(
                 "POST", "/auth/register", view.context(), {**values, "password": password}
             )
         except UpstreamUnavailable as exc:
             error = down(exc, view)
         except UpstreamProblem as problem:
+            if problem.status == 409:
+                await p.limiter.failed(p.register_limit, ip)
             error, errors = field_errors(problem, view)
         else:
             try:
@@ -672,9 +691,7 @@ async def calculator_submit(request: Request, account_no: str) -> Response:
     value = _decimal(values["reading_value"])
     if value is None or Decimal(value) < 0:
         errors["reading_value"] = _("Введите показание счётчика, например 12345.6")
-    try:
-        dt.date.fromisoformat(values["reading_date"])
-    except ValueError:
+    if _form_date(values["reading_date"]) is None:
         errors["reading_date"] = _("Выберите дату снятия показаний")
     backend = view.parts.backend
     result: Section[Any] | None = None
@@ -849,9 +866,7 @@ async def readings_submit(request: Request, account_no: str) -> Response:
     value = _decimal(values["value"])
     if value is None or Decimal(value) < 0:
         errors["value"] = _("Введите показание счётчика, например 12345.6")
-    try:
-        dt.date.fromisoformat(values["reading_date"])
-    except ValueError:
+    if _form_date(values["reading_date"]) is None:
         errors["reading_date"] = _("Выберите дату снятия показаний")
     error = None
     implausible = False

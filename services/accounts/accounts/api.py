@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
 from accounts.adapters.district_offices import list_district_offices
 from accounts.adapters.rate_limit import LinkAttemptLimiter
@@ -33,8 +34,7 @@ from accounts.problems import (
 )
 from accounts.settings import MIGRATIONS_DIR, AccountsSettings
 from contracts.events.accounts import RequestCategory
-from contracts.money import Money
-from contracts.types import AccountNo, PeriodStr
+from contracts.types import PositiveMoney
 from service_runtime.app import create_service_app, db_pool, resources
 from service_runtime.auth import CurrentUser, TokenVerifier
 from service_runtime.db import Connection
@@ -43,7 +43,7 @@ from service_runtime.eventstore import ConcurrencyError, EventStore
 Pool = Annotated[AsyncConnectionPool[Connection], Depends(db_pool)]
 router = APIRouter(prefix="/internal/v1")
 
-_ACCOUNT_NO = re.compile(r"\d{10,12}")
+_ACCOUNT_NO = re.compile(r"[0-9]{10,12}")
 LINKED_MESSAGE = "Успешно добавлено"
 
 
@@ -78,10 +78,31 @@ LinkedAccount = Annotated[str, Depends(_linked_account)]
 
 
 # --- models ---------------------------------------------------------------------------------------
-class LinkBody(BaseModel):
-    account_no: AccountNo
-    last_payment_month: PeriodStr = Field(description="month and year of the last payment, YYYY-MM")
-    last_payment_amount: Money = Field(description="amount of the last payment, to the tiyn")
+class _Body(BaseModel):
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        """NUL (which PostgreSQL refuses in text) and the other C0 controls but tab and line breaks."""
+        if isinstance(value, str):
+            if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+                raise PydanticCustomError("control_characters", "control characters are not allowed")
+            if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+                # A lone surrogate (from a JSON escape) is no character: it can't be encoded or stored.
+                raise PydanticCustomError("string_unicode", "not a valid Unicode string")
+        return value
+
+
+# ASCII digits only: contracts' `\d` (a Unicode class) would let "١٢٣٤٥٦٧٨٩٠" through as a number.
+AccountNoIn = Annotated[str, StringConstraints(pattern=r"^[0-9]{10,12}$"), Field(examples=["100200300401"])]
+PeriodIn = Annotated[
+    str, StringConstraints(pattern=r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])$"), Field(examples=["2025-03"])
+]
+
+
+class LinkBody(_Body):
+    account_no: AccountNoIn
+    last_payment_month: PeriodIn = Field(description="month and year of the last payment, YYYY-MM")
+    last_payment_amount: PositiveMoney = Field(description="amount of the last payment, to the tiyn")
 
 
 class Linked(BaseModel):
@@ -133,7 +154,7 @@ class MeterHistoryItem(BaseModel):
     final_reading: str | None
 
 
-class NewRequestBody(BaseModel):
+class NewRequestBody(_Body):
     category: RequestCategory
     text: Annotated[str, StringConstraints(min_length=1, max_length=4000)] = Field(
         description="stored as given; plain text, never HTML"
@@ -143,7 +164,7 @@ class NewRequestBody(BaseModel):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("text must not be blank")
+            raise PydanticCustomError("blank", "text must not be blank")
         return value
 
 

@@ -93,6 +93,58 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# Field messages by pydantic's error type: Russian here; the gateway translates by `code` (the same codes).
+FIELD_MESSAGES: dict[str, str] = {
+    "missing": "Обязательное поле",
+    "string_type": "Ожидается строка",
+    "string_too_short": "Обязательное поле",
+    "string_too_long": "Слишком длинное значение",
+    "string_pattern_mismatch": "Неверный формат",
+    "literal_error": "Недопустимое значение",
+    "enum": "Недопустимое значение",
+    "json_invalid": "Неверный формат JSON",
+    "model_attributes_type": "Ожидается объект JSON",
+    "dict_type": "Ожидается объект JSON",
+    "model_type": "Ожидается объект JSON",
+    "list_type": "Ожидается список",
+    "int_parsing": "Ожидается целое число",
+    "int_type": "Ожидается целое число",
+    "bool_parsing": "Ожидается значение true или false",
+    "bool_type": "Ожидается значение true или false",
+    "uuid_parsing": "Неверный идентификатор",
+    "greater_than": "Значение должно быть больше нуля",
+    "decimal_parsing": "Ожидается сумма, например 1234.50",
+    "decimal_type": "Ожидается сумма, например 1234.50",
+    "decimal_max_places": "Не более двух знаков после запятой",
+    "decimal_max_digits": "Слишком большое число",
+    "blank": "Поле не может быть пустым",
+    "control_characters": "Поле содержит недопустимые управляющие символы",
+    "string_unicode": "Поле содержит недопустимые символы",
+    "value_error": "Недопустимое значение",
+}
+# The ValueErrors of contracts.money and contracts.types, by their text: a precise code for each.
+_VALUE_ERRORS: dict[str, str] = {
+    "at most two decimals are allowed": "decimal_max_places",
+    "not a number": "decimal_parsing",
+    "not a finite number": "decimal_parsing",
+    "money must be a string": "decimal_type",
+    "money must be a string or an integer, not a float": "decimal_type",
+    "amount is out of range": "decimal_max_digits",
+    "must be greater than 0": "greater_than",
+}
+
+
+def field_error(error: Any) -> dict[str, str]:
+    """One field's problem: `{field, message, code}`, the message in Russian (never pydantic's English,
+    never the input: it is echoed nowhere)."""
+    kind = str(error.get("type", "value_error"))
+    if kind == "value_error":
+        cause = error.get("ctx", {}).get("error")
+        kind = _VALUE_ERRORS.get(str(cause), kind)
+    message = FIELD_MESSAGES.get(kind, FIELD_MESSAGES["value_error"])
+    return {"field": _field(tuple(error.get("loc", ()))), "message": message, "code": kind}
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> Response:
@@ -100,7 +152,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        errors = [{"field": _field(tuple(e["loc"])), "message": str(e["msg"])} for e in exc.errors()]
+        errors = [field_error(e) for e in exc.errors()]
         return Problem(
             422, "validation_error", "Ошибка в данных запроса", "Проверьте заполнение полей.", errors=errors
         ).response()
