@@ -7,6 +7,8 @@ through httpx (lifespan included), and its worker (outbox relay + consumers) as 
 
 Each harness gets its own database (so tests never see each other's read models) and unique consumer
 group ids. The Kafka topics are the real, shared ones: use unique account numbers in tests.
+`runner_class` runs the consumers with a subclass of the runtime's ConsumerRunner, as a service's
+`WorkerSpec.runner_class` does (e.g. with its own event registry).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ServiceHarness:
         relay: bool = True,
         base_url: str = "http://service.test",
         start_at_topic_end: bool = False,
+        runner_class: type[ConsumerRunner] = ConsumerRunner,
     ) -> None:
         self.settings = settings
         self._migrations_dir = migrations_dir
@@ -53,6 +56,8 @@ class ServiceHarness:
         # The shared topics keep every earlier test's events: a test that only needs what it produces
         # itself can skip that history (its consumers start at the current end of each topic).
         self._start_at_topic_end = start_at_topic_end
+        # The consumer runner, as the service's WorkerSpec.runner_class names it.
+        self._runner_class = runner_class
         # Unique group ids: a harness must not share Kafka consumer groups with another test or the stack.
         self.instance = uuid.uuid4().hex[:8]
         self.pool: AsyncConnectionPool[Connection]
@@ -90,7 +95,7 @@ class ServiceHarness:
             for handler in self._handlers():
                 consumer_id = f"{self.settings.service_name}-{self.instance}.{handler.name}"
                 for topic in handler.topics:
-                    await consumer.force_metadata_update()
+                    await consumer._client.force_metadata_update()  # every topic, not only subscribed ones
                     tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
                     for tp, end in (await consumer.end_offsets(tps)).items():
                         rows.append((consumer_id, tp.topic, tp.partition, end))
@@ -110,7 +115,7 @@ class ServiceHarness:
             )
             self._tasks.append(asyncio.create_task(self._relay.run()))
         self.runners = [
-            ConsumerRunner(
+            self._runner_class(
                 handler,
                 self.pool,
                 s.kafka_bootstrap_servers,

@@ -130,7 +130,7 @@ async def read_topic_to_end(bootstrap: str, topic: str) -> list[Any]:
 
         partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
         if not partitions:
-            await consumer.force_metadata_update()
+            await consumer._client.force_metadata_update()  # every topic's metadata, not only subscribed ones
             partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

@@ -5,6 +5,7 @@ Tenge amounts carry tiyn (0.01 KZT). Rounding is always half-up to 0.01, as RATI
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -12,6 +13,8 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 TIYN = Decimal("0.01")
 ZERO = Decimal("0.00")
+# ASCII digits only: Decimal() alone also takes other scripts' digits, exponents and underscores.
+_NUMBER = re.compile(r"[+-]?[0-9]{1,16}(\.[0-9]{1,16})?")
 
 
 def round_half_up(value: Decimal, quantum: Decimal = TIYN) -> Decimal:
@@ -43,8 +46,11 @@ def _parse_two_decimals(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         parsed = value
     elif isinstance(value, int | str):
+        text = str(value).strip()
+        if not _NUMBER.fullmatch(text):
+            raise ValueError("not a number")
         try:
-            parsed = Decimal(str(value).strip())
+            parsed = Decimal(text)
         except InvalidOperation as exc:
             raise ValueError("not a number") from exc
     else:
@@ -59,7 +65,9 @@ def _parse_two_decimals(value: Any) -> Decimal:
     return parsed.quantize(TIYN)
 
 
-_MONEY_SCHEMA = WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["1234.50"]})
+_MONEY_SCHEMA = WithJsonSchema(
+    {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "examples": ["1234.50"]}
+)
 
 # Any sign; amounts with a sign constraint validate it in their own model.
 Money = Annotated[

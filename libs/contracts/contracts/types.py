@@ -9,9 +9,9 @@ from pydantic import AfterValidator, Field, StringConstraints, WithJsonSchema
 
 from contracts.money import Money
 
-AccountNo = Annotated[str, StringConstraints(pattern=r"^\d{10,12}$"), Field(examples=["100200300401"])]
+AccountNo = Annotated[str, StringConstraints(pattern=r"^[0-9]{10,12}$"), Field(examples=["100200300401"])]
 PeriodStr = Annotated[
-    str, StringConstraints(pattern=r"^(19|20|21)\d{2}-(0[1-9]|1[0-2])$"), Field(examples=["2025-03"])
+    str, StringConstraints(pattern=r"^(19|20|21)[0-9]{2}-(0[1-9]|1[0-2])$"), Field(examples=["2025-03"])
 ]
 ServiceCode = Annotated[
     str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$"), Field(examples=["electricity"])
@@ -35,10 +35,10 @@ def _non_negative(value: Decimal) -> Decimal:
 PositiveMoney = Annotated[
     Money,
     AfterValidator(_positive),
-    WithJsonSchema({"type": "string", "pattern": r"^(?!0+\.00$)\d+\.\d{2}$", "examples": ["1234.50"]}),
+    WithJsonSchema({"type": "string", "pattern": r"^(?!0+\.00$)[0-9]+\.[0-9]{2}$", "examples": ["1234.50"]}),
 ]
 NonNegativeDecimal2 = Annotated[
     Money,
     AfterValidator(_non_negative),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+\.\d{2}$", "examples": ["125.40"]}),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "examples": ["125.40"]}),
 ]

@@ -183,6 +183,10 @@ class ReadingIn(BaseModel):
     confirm_implausible: bool = False
 
 
+# The what-if calculation may look ahead to the next bill, not decades (rating cost grows with days).
+WHAT_IF_HORIZON_DAYS = 62
+
+
 class CalculationIn(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"reading_date": "2025-10-31", "reading_value": "12345.60"}]}
@@ -328,6 +332,9 @@ async def calculation(
 ) -> dict[str, Any]:
     await authorize(pool, user, account_no)
     value = parse_value(body.reading_value, "reading_value")
+    latest = today_in_almaty() + dt.timedelta(days=WHAT_IF_HORIZON_DAYS)
+    if body.reading_date > latest:
+        raise rating_error(RatingError("date_in_future", reading_date=body.reading_date.isoformat()))
     try:
         async with pool.connection() as conn:
             catalog = await parts.catalog.load(conn)

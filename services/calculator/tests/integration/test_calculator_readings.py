@@ -265,6 +265,13 @@ async def test_what_if_quote_catalog_and_authorization(calc: Calc) -> None:
         headers=calc.auth(),
     )
     assert r.status_code == 422 and r.json()["code"] == "not_after_previous"
+    r = await calc.client.post(
+        f"/internal/v1/accounts/{a}/calculation",
+        json={"reading_date": "9999-12-31", "reading_value": "2000"},
+        headers=calc.auth(),
+    )
+    assert r.status_code == 422 and r.json()["code"] == "date_in_future", r.text
+    assert r.json()["errors"][0]["field"] == "reading_date"
     assert await calc.fetch("SELECT count(*) FROM events") == events_before  # nothing recorded
 
     # The public quote (no login), tiered, 2 residents, no stove, 2025-09-30 → 2025-10-31 (31 days), 400 kWh:
