@@ -32,3 +32,14 @@ class ReceiptsSettings(ServiceSettings):
     ebill_backoff_base_s: float = 30.0  # 30 s, 1 min, 2 min, ... capped at ebill_backoff_max_s
     ebill_backoff_max_s: float = 3600.0
     ebill_lease_s: float = 300.0  # a claimed delivery is retried after this if its sender died
+    # A delivery waits this long for its bill's queued render (the renderer's), then renders it itself.
+    ebill_render_wait_s: float = 120.0
+
+    # Rendering PDFs at issue time (the worker's renderer, adapters/pdf_renderer.py).
+    render_processes: int = Field(1, ge=0)  # render processes per worker; 0: the worker's own render thread
+    render_niceness: int = Field(10, ge=0, le=19)  # render processes run at a lower CPU priority
+    render_poll_interval_s: float = 5.0
+    render_max_attempts: int = 5  # then the render is marked failed (a download renders it on demand)
+    render_backoff_base_s: float = 10.0  # 10 s, 20 s, 40 s, ... capped at render_backoff_max_s
+    render_backoff_max_s: float = 600.0
+    render_lease_s: float = 120.0  # a claimed render is retried after this if its renderer died

@@ -1,22 +1,30 @@
 """The receipts worker: outbox relay, projections (which issue the bills) and the e-bill sender.
 
-    python -m receipts.worker [run]          # migrate, create topics; relay, consume and mail until SIGTERM
+    python -m receipts.worker [run]          # migrate, create topics; relay, consume, render, mail until SIGTERM
     python -m receipts.worker rebuild NAME   # empty a projection and its progress; `run` replays it
     python -m receipts.worker migrate
+    python -m receipts.worker render-backlog [--since YYYY-MM]   # queue bills without a current PDF
 
 Projections: accounts, account-links, ledger, calculator (see adapters/projections.py). A rebuild never
 touches the bills already issued, their PDFs or the e-bill deliveries: bills are receipts' own state.
-The e-bill sender (adapters/ebill_sender.py) runs beside them as the worker's background loop.
+Beside them run two background loops: the renderer (adapters/pdf_renderer.py), which renders every issued
+bill's PDF once, in `RECEIPTS_RENDER_PROCESSES` processes, and the e-bill sender (adapters/ebill_sender.py).
+After a `TEMPLATE_VERSION` bump, `render-backlog` queues the bills to render again (else they are rendered
+when first downloaded).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from psycopg_pool import AsyncConnectionPool
 
 from receipts.adapters.ebill_sender import EBillSender
+from receipts.adapters.pdf_renderer import PdfRenderer
+from receipts.adapters.pdfs import queue_missing_renders
 from receipts.adapters.projections import (
     AccountsProjection,
     CalculatorProjection,
@@ -25,7 +33,7 @@ from receipts.adapters.projections import (
 )
 from receipts.settings import MIGRATIONS_DIR, ReceiptsSettings
 from service_runtime.consumers import IngressHandler, Projection
-from service_runtime.db import Connection
+from service_runtime.db import Connection, open_pool
 from service_runtime.eventstore import EventStore
 from service_runtime.worker import WorkerSpec, worker_cli
 
@@ -45,7 +53,10 @@ def handlers(settings: ReceiptsSettings | None = None) -> list[Projection | Ingr
 def background(
     settings: ReceiptsSettings, pool: AsyncConnectionPool[Connection]
 ) -> Sequence[Coroutine[Any, Any, None]]:
-    return [EBillSender(pool, settings, EventStore(producer=PRODUCER)).run()]
+    return [
+        PdfRenderer(pool, settings).run(),
+        EBillSender(pool, settings, EventStore(producer=PRODUCER)).run(),
+    ]
 
 
 def worker_spec(settings: ReceiptsSettings | None = None) -> WorkerSpec:
@@ -59,6 +70,26 @@ def worker_spec(settings: ReceiptsSettings | None = None) -> WorkerSpec:
 
 
 cli = worker_cli(worker_spec)
+
+
+@cli.command("render-backlog")
+def render_backlog(
+    since: Annotated[str | None, typer.Option(help="only bills of this period (YYYY-MM) and later")] = None,
+) -> None:
+    """Queue for rendering every bill without a PDF of the current template version (a running worker
+    renders them; downloads meanwhile render on demand)."""
+
+    async def queue() -> int:
+        settings = ReceiptsSettings()
+        pool = await open_pool(settings.dsn, max_size=1, name="receipts-render-backlog")
+        try:
+            async with pool.connection() as conn:
+                return await queue_missing_renders(conn, since)
+        finally:
+            await pool.close()
+
+    typer.echo(f"{asyncio.run(queue())} bills queued for rendering")
+
 
 if __name__ == "__main__":
     cli()

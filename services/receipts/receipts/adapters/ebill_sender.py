@@ -1,8 +1,11 @@
 """Delivers e-bills (`ebill_deliveries`) through SMTP with the bill's PDF attached: the worker's mail loop.
 
 A pass claims due deliveries (`FOR UPDATE SKIP LOCKED` plus a lease in `locked_until`, so two workers
-never take the same one), sends each with a few immediate retries, then, in one transaction, marks it
-`sent_at` and appends EBillSent to the bill's stream. A failed pass reschedules it with exponential
+never take the same one) whose bill's PDF isn't still queued for the renderer (`pdf_renders`, where such
+bills go first; the renderer wakes this loop when it stores the PDF; after `ebill_render_wait_s`, or if
+that render failed, the sender renders the bill itself, through the same code). It attaches the stored
+PDF, sends each with a few immediate retries, then, in one transaction, marks it `sent_at` and appends
+EBillSent to the bill's stream. A failed pass reschedules it with exponential
 backoff (`next_attempt_at`, `last_error`); after `ebill_max_attempts` it is marked `failed_at`.
 
 A delivery row exists once per bill and address (UNIQUE), and a sent one is never claimed again, so
@@ -51,6 +54,9 @@ WHERE delivery_id IN (
     SELECT delivery_id FROM ebill_deliveries
     WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
       AND (locked_until IS NULL OR locked_until < now())
+      AND NOT EXISTS (  -- the bill's PDF is being rendered at issue time: wait for it, within reason
+          SELECT 1 FROM pdf_renders r WHERE r.receipt_id = ebill_deliveries.receipt_id
+          AND r.failed_at IS NULL AND r.queued_at > now() - make_interval(secs => %s))
     ORDER BY next_attempt_at, delivery_id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
@@ -107,7 +113,7 @@ class EBillSender:
         """One pass: claim due deliveries and try each. Returns how many were claimed."""
         s = self._settings
         async with self._pool.connection() as conn:
-            cur = await conn.execute(_CLAIM_SQL, (s.ebill_lease_s, s.ebill_batch_size))
+            cur = await conn.execute(_CLAIM_SQL, (s.ebill_lease_s, s.ebill_render_wait_s, s.ebill_batch_size))
             due = [_Due(*row) for row in await cur.fetchall()]
         for delivery in due:
             await self._deliver(delivery)

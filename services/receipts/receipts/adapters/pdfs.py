@@ -1,8 +1,11 @@
-"""Rendered PDFs, cached in `receipt_pdfs` by (receipt id, template version).
+"""Stored PDFs (`receipt_pdfs`, by receipt id and template version) and the queue of renders (`pdf_renders`).
 
-The first download (or e-mail) of a bill renders it from its snapshot and stores it; every later one is
-a plain read. A new template version renders again, lazily. Two concurrent first renders both render,
-and the first insert wins (same snapshot, same template: the same document).
+A bill's PDF is rendered once, when it is issued: the issuing transaction queues it (`queue_render`) and
+the worker's renderer (`adapters/pdf_renderer.py`) renders and stores it. From then on a download or an
+e-mail is a read. A bill whose PDF isn't there yet (still queued, its render failed, or the template
+version changed since) is rendered on demand by whoever needs it, through the same `render_pdf` and the
+same `store_pdf`, which also takes the bill off the queue. Two renders of one bill racing both render; the
+first insert wins (same snapshot, same template: the same bytes).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from receipts.adapters.rendering import TEMPLATE_VERSION, render_pdf_async
 from service_runtime.db import Connection
 
 
-async def cached_pdf(conn: Connection, receipt_id: uuid.UUID) -> bytes | None:
+async def stored_pdf(conn: Connection, receipt_id: uuid.UUID) -> bytes | None:
     cur = await conn.execute(
         "SELECT pdf FROM receipt_pdfs WHERE receipt_id = %s AND template_version = %s",
         (receipt_id, TEMPLATE_VERSION),
@@ -26,20 +29,54 @@ async def cached_pdf(conn: Connection, receipt_id: uuid.UUID) -> bytes | None:
     return bytes(row[0]) if row else None
 
 
-async def pdf_for(
-    pool: AsyncConnectionPool[Connection], receipt_id: uuid.UUID, snapshot: Mapping[str, Any]
-) -> bytes:
-    """The bill's PDF: from the cache, or rendered now (no connection is held while rendering)."""
-    async with pool.connection() as conn:
-        cached = await cached_pdf(conn, receipt_id)
-    if cached is not None:
-        return cached
-    pdf = await render_pdf_async(snapshot)
-    async with pool.connection() as conn:
+async def queue_render(conn: Connection, receipt_id: uuid.UUID, *, urgent: bool = False) -> None:
+    """Queue the bill's PDF for the renderer (in the caller's transaction, e.g. the one issuing it);
+    `urgent` (an e-bill waits for it) puts it before the others."""
+    await conn.execute(
+        "INSERT INTO pdf_renders (receipt_id, priority) VALUES (%s, %s) ON CONFLICT (receipt_id) DO NOTHING",
+        (receipt_id, 1 if urgent else 0),
+    )
+
+
+async def queue_missing_renders(conn: Connection, since_period: str | None = None) -> int:
+    """Queue every bill (of `since_period` and later) without a PDF of the current template version."""
+    cur = await conn.execute(
+        "INSERT INTO pdf_renders (receipt_id) SELECT r.receipt_id FROM receipts r"
+        " WHERE (%s::text IS NULL OR r.period >= %s::text) AND NOT EXISTS (SELECT 1 FROM receipt_pdfs p"
+        "  WHERE p.receipt_id = r.receipt_id AND p.template_version = %s)"
+        " ON CONFLICT (receipt_id) DO NOTHING",
+        (since_period, since_period, TEMPLATE_VERSION),
+    )
+    return cur.rowcount
+
+
+async def store_pdf(conn: Connection, receipt_id: uuid.UUID, pdf: bytes) -> bytes:
+    """Store a rendered PDF (the first one stored wins) and take the bill off the render queue; wake the
+    e-bill sender if a delivery of the bill was waiting for it. Returns the stored PDF."""
+    async with conn.transaction():
         cur = await conn.execute(
             "INSERT INTO receipt_pdfs (receipt_id, template_version, pdf) VALUES (%s, %s, %s)"
             " ON CONFLICT (receipt_id, template_version) DO UPDATE SET pdf = receipt_pdfs.pdf RETURNING pdf",
             (receipt_id, TEMPLATE_VERSION, pdf),
         )
         row = await cur.fetchone()
+        await conn.execute("DELETE FROM pdf_renders WHERE receipt_id = %s", (receipt_id,))
+        await conn.execute(
+            "SELECT pg_notify('ebill_deliveries', '') WHERE EXISTS (SELECT 1 FROM ebill_deliveries"
+            " WHERE receipt_id = %s AND sent_at IS NULL AND failed_at IS NULL)",
+            (receipt_id,),
+        )
     return bytes(row[0]) if row else pdf
+
+
+async def pdf_for(
+    pool: AsyncConnectionPool[Connection], receipt_id: uuid.UUID, snapshot: Mapping[str, Any]
+) -> bytes:
+    """The bill's PDF: the stored one, or rendered now and stored (no connection is held while rendering)."""
+    async with pool.connection() as conn:
+        stored = await stored_pdf(conn, receipt_id)
+    if stored is not None:
+        return stored
+    pdf = await render_pdf_async(snapshot)
+    async with pool.connection() as conn:
+        return await store_pdf(conn, receipt_id, pdf)

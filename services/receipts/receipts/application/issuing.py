@@ -8,9 +8,11 @@ commits first releases the lock only at its commit, so the one that checks secon
 other's rows, and the bill is issued exactly once.
 
 Issuing writes, in that same transaction: the `receipts` row (the snapshot and its SHA-256), one
-`ebill_deliveries` row per subscribed address (UNIQUE per bill and address), and ReceiptIssued on
-`receipt:{no}:{period}`. The bill's and the event's ids are derived from the account and period, so
-issuing again is impossible and a redelivered PeriodBilled changes nothing.
+`ebill_deliveries` row per subscribed address (UNIQUE per bill and address), the bill's PDF in the render
+queue (`pdf_renders`, ahead of the others if it is to be mailed: the worker's renderer renders it right
+after, never in this transaction), and ReceiptIssued on `receipt:{no}:{period}`. The bill's and the
+event's ids are derived from the account and period, so issuing again is impossible and a redelivered
+PeriodBilled changes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import orjson
 
 from contracts.events.receipts import ReceiptIssued, receipt_stream
 from receipts.adapters import read_models
+from receipts.adapters.pdfs import queue_render
 from receipts.domain.bill import build_snapshot, content_hash
 from service_runtime.db import Connection
 from service_runtime.eventstore import ConcurrencyError, EventStore, NewEvent
@@ -105,7 +108,8 @@ async def issue_bill(
             )
             if await cur.fetchone() is None:
                 return None  # issued already
-            await _queue_deliveries(conn, receipt_id, account_no)
+            mailed = await _queue_deliveries(conn, receipt_id, account_no)
+            await queue_render(conn, receipt_id, urgent=mailed > 0)
             await store.append(
                 conn,
                 receipt_stream(account_no, period),
@@ -133,8 +137,8 @@ async def issue_bill(
     return receipt_id
 
 
-async def _queue_deliveries(conn: Connection, receipt_id: uuid.UUID, account_no: str) -> None:
-    """One delivery per subscribed address of a user who still has the account linked."""
+async def _queue_deliveries(conn: Connection, receipt_id: uuid.UUID, account_no: str) -> int:
+    """One delivery per subscribed address of a user who still has the account linked; how many."""
     cur = await conn.execute(
         "SELECT s.email, s.language FROM ebill_subscriptions s JOIN account_links l"
         " ON l.account_no = s.account_no AND l.user_id = s.user_id AND l.linked"
@@ -152,3 +156,4 @@ async def _queue_deliveries(conn: Connection, receipt_id: uuid.UUID, account_no:
                 " ON CONFLICT (receipt_id, email) DO NOTHING",
                 rows,
             )
+    return len(rows)

@@ -1,5 +1,5 @@
-"""The receipts service on the real stack: its API in-process, its worker (relay, projections and the
-e-bill sender) as tasks, a fresh database.
+"""The receipts service on the real stack: its API in-process, its worker (relay, projections, and, when a
+test starts them, the PDF renderer and the e-bill sender) as tasks, a fresh database.
 
 The input topics are the shared ones and keep their history forever. So that a run neither replays
 everything earlier runs and other engineers put on them, the harness's consumers start at the topics'
@@ -34,6 +34,7 @@ from contracts.events import calculator as calc
 from contracts.events import ledger as led
 from contracts.registry import registry
 from receipts.adapters.ebill_sender import EBillSender
+from receipts.adapters.pdf_renderer import PdfRenderer
 from receipts.api import create_app
 from receipts.settings import MIGRATIONS_DIR, ReceiptsSettings
 from receipts.worker import handlers
@@ -96,6 +97,7 @@ class ReceiptsStack:
         harness.app.state.token_verifier = verifier
         self._versions: dict[str, int] = {}
         self.senders: list[tuple[EBillSender, asyncio.Task[None]]] = []
+        self.renderers: list[tuple[PdfRenderer, asyncio.Task[None]]] = []
 
     # --- identities and numbers --------------------------------------------------------------------
     def auth(self, user_id: uuid.UUID) -> dict[str, str]:
@@ -159,6 +161,20 @@ class ReceiptsStack:
                 await task
         self.senders = []
 
+    # --- PDF renderer ------------------------------------------------------------------------------------
+    def start_renderer(self, processes: int = 0) -> PdfRenderer:
+        renderer = PdfRenderer(self.harness.pool, self.settings, processes=processes)
+        self.renderers.append((renderer, asyncio.create_task(renderer.run())))
+        return renderer
+
+    async def stop_renderers(self) -> None:
+        for renderer, task in self.renderers:
+            renderer.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.renderers = []
+
     # --- looking inside --------------------------------------------------------------------------------
     async def fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await self.harness.fetch(query, params)
@@ -183,7 +199,12 @@ class ReceiptsStack:
 @pytest.fixture(scope="module")
 async def receipts(make_database: Callable[[], str], kafka_bootstrap: str) -> AsyncIterator[ReceiptsStack]:
     settings = ReceiptsSettings(
-        database_url=make_database(), ebill_poll_interval_s=0.5, ebill_backoff_base_s=0.5
+        database_url=make_database(),
+        ebill_poll_interval_s=0.5,
+        ebill_backoff_base_s=0.5,
+        render_poll_interval_s=0.5,
+        render_backoff_base_s=0.2,
+        render_max_attempts=2,
     )
     harness = ServiceHarness(
         settings,
@@ -201,3 +222,4 @@ async def receipts(make_database: Callable[[], str], kafka_bootstrap: str) -> As
             yield stack
         finally:
             await stack.stop_senders()
+            await stack.stop_renderers()

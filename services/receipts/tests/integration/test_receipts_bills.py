@@ -20,6 +20,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import orjson
 import pypdf
 
 from contracts.envelope import Envelope
@@ -30,6 +31,7 @@ from contracts.events.receipts import TOPIC as RECEIPTS_TOPIC
 from deploy.local.smtp_sink import read_messages
 from receipts.adapters.read_models import load_bill_facts
 from receipts.domain.bill import build_snapshot, content_hash
+from receipts.domain.examples import example_facts
 from tests.support.stack import eventually, produce
 
 D = Decimal
@@ -236,6 +238,26 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
 
     await eventually(issued)
 
+    # --- rendered at issue time: queued by the issuing transaction (first in line: an e-bill waits for it),
+    # then rendered and stored, off the queue, by the worker's renderer in a render process of its own,
+    # before anyone asks for it.
+    assert await s.fetch(
+        "SELECT priority FROM pdf_renders JOIN receipts USING (receipt_id) WHERE account_no = %s", (no,)
+    ) == [(1,)]
+    s.start_renderer(processes=1)
+    await s.wait(
+        "SELECT count(*) FROM receipt_pdfs JOIN receipts USING (receipt_id) WHERE account_no = %s",
+        (no,),
+        [(1,)],
+        timeout_s=300,
+    )
+    [(stored,)] = await s.fetch(
+        "SELECT pdf FROM receipt_pdfs JOIN receipts USING (receipt_id) WHERE account_no = %s", (no,)
+    )
+    assert await s.fetch(
+        "SELECT count(*) FROM pdf_renders JOIN receipts USING (receipt_id) WHERE account_no = %s", (no,)
+    ) == [(0,)]
+
     # --- the bill, field by field, against numbers computed here -------------------------------------
     opening = D("350.25") + D("8000.00") - D("5000.00")
     closing = opening + charge.total - D("120.00") - D("4000.00")
@@ -356,8 +378,9 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
     assert pages == 2
     assert no in text and money_text(closing) in text
     assert "ОБОРОТНАЯ СТОРОНА" in text and "Алмалинский РОЭС" in text
+    assert pdf_response.content == bytes(stored)  # a read of what the renderer stored
     again = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(alice))
-    assert again.content == pdf_response.content  # the cached rendering
+    assert again.content == pdf_response.content
     front_html = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}/html", headers=s.auth(alice))
     back_html = await s.api.get(
         f"/internal/v1/accounts/{no}/receipts/{period}/html?side=back", headers=s.auth(alice)
@@ -379,6 +402,7 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
     assert attachment.get_content_type() == "application/pdf"
     mail_pages, mail_text = pdf_text(attachment.get_content())
     assert mail_pages == 2 and no in mail_text and money_text(closing) in mail_text
+    assert attachment.get_content() == pdf_response.content  # the stored PDF
     await s.wait(
         "SELECT count(*) FROM ebill_deliveries WHERE sent_at IS NOT NULL AND email = %s", (email,), [(1,)]
     )
@@ -452,13 +476,16 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
             issued_at=datetime.fromisoformat(bill["issued_at"]),
         )  # fmt: skip
     assert rebuilt is not None and content_hash(build_snapshot(rebuilt)) != issued_hash
-    # ...but the issued bill is its snapshot: same data, same hash, same PDF text even when rendered afresh.
+    # ...but the issued bill is its snapshot: same data, same hash, the same PDF even when rendered afresh
+    # (on demand, by the API's render thread instead of the render process): byte for byte.
     later = (await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}", headers=s.auth(alice))).json()
     assert later == bill
-    await s.fetch("DELETE FROM receipt_pdfs RETURNING 1")
+    receipt_id = uuid.UUID(bill["receipt_id"])
+    await s.fetch("DELETE FROM receipt_pdfs WHERE receipt_id = %s RETURNING 1", (receipt_id,))
     fresh = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(alice))
     assert pdf_text(fresh.content) == (pages, text)
-    assert await s.fetch("SELECT count(*) FROM receipt_pdfs") == [(1,)]
+    assert fresh.content == pdf_response.content
+    assert await s.fetch("SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s", (receipt_id,)) == [(1,)]
 
     # --- another user's bill is a 404, never a 403 -----------------------------------------------------
     for method, path in [
@@ -496,6 +523,7 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
     assert (await s.api.delete(f"/internal/v1/accounts/{no}/ebill", headers=s.auth(alice))).status_code == 204
     assert (await s.api.get(f"/internal/v1/accounts/{no}/ebill", headers=s.auth(alice))).json() == []
     await s.stop_senders()
+    await s.stop_renderers()
 
 
 async def test_an_overpaid_period_issued_when_its_account_arrives_last(receipts: Any) -> None:
@@ -557,6 +585,51 @@ async def test_an_overpaid_period_issued_when_its_account_arrives_last(receipts:
     assert bill["front"]["qr"]["payload"].split("|")[3] == "Sum=0"
     assert bill["back"]["your_limits"] is None  # no residents
     assert bill["back"]["district_office"]["name"] is None  # not known (yet): the bill still prints
+    # No renderer runs here: the PDF waits in the queue, and the first download renders it (the same code)
+    # and takes it off the queue.
+    queued = "SELECT count(*) FROM pdf_renders WHERE receipt_id = %s AND priority = 0"  # no e-bill
+    assert await s.fetch(queued, (uuid.UUID(bill["receipt_id"]),)) == [(1,)]
     pdf = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(user))
     pages, text = pdf_text(pdf.content)
     assert pages == 2 and no in text and "Переплата" in text and money_text(overpaid) in text
+    assert await s.fetch(
+        "SELECT count(*) FROM pdf_renders WHERE receipt_id = %s", (uuid.UUID(bill["receipt_id"]),)
+    ) == [(0,)]
+
+
+async def test_a_render_that_fails_is_retried_then_given_up_and_never_blocks_the_queue(receipts: Any) -> None:
+    """Two bills queued: one whose snapshot can't render (a template field is missing), one fine. (Other
+    bills may be in the queue too: the harness issues whatever complete periods other tests publish.)"""
+    s = receipts
+    good, bad = [
+        build_snapshot(example_facts(account_no=s.new_account_no(), receipt_id=uuid.uuid4())) for _ in "ab"
+    ]
+    del bad["front"]["meter"]
+    for snapshot in (bad, good):
+        await s.fetch(
+            "INSERT INTO receipts (receipt_id, account_no, period, amount_due, overpayment, due_date, issued_at,"
+            " snapshot, content_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING 1",
+            (snapshot["receipt_id"], snapshot["account_no"], snapshot["period"], D(snapshot["amount_due"]),
+             D(snapshot["overpayment"]), snapshot["due_date"], snapshot["issued_at"],
+             orjson.dumps(snapshot).decode(), content_hash(snapshot)),
+        )  # fmt: skip
+        await s.fetch(
+            "INSERT INTO pdf_renders (receipt_id) VALUES (%s) RETURNING 1", (snapshot["receipt_id"],)
+        )
+    s.start_renderer()  # in this process's render thread
+    state = (
+        "SELECT attempts, failed_at IS NOT NULL, last_error LIKE %s FROM pdf_renders WHERE receipt_id = %s"
+    )
+    await s.wait(state, ("%meter%", bad["receipt_id"]), [(2, True, True)], timeout_s=300)  # max_attempts = 2
+    stored = "SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s"
+    await s.wait(stored, (good["receipt_id"],), [(1,)], timeout_s=300)
+    [(pdf,)] = await s.fetch("SELECT pdf FROM receipt_pdfs WHERE receipt_id = %s", (good["receipt_id"],))
+    pages, text = pdf_text(bytes(pdf))
+    assert pages == 2 and good["account_no"] in text
+    assert await s.fetch("SELECT count(*) FROM pdf_renders WHERE receipt_id = %s", (good["receipt_id"],)) == [
+        (0,)
+    ]
+    assert await s.fetch("SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s", (bad["receipt_id"],)) == [
+        (0,)
+    ]
+    await s.stop_renderers()

@@ -5,14 +5,17 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import logging
 import uuid
 from datetime import date
 from decimal import Decimal
+from xml.etree import ElementTree
 
 import pypdf
 from hypothesis import given
 from hypothesis import strategies as st
 
+from receipts.adapters import rendering
 from receipts.adapters.rendering import render_html, render_pdf
 from receipts.domain import formatting, periods
 from receipts.domain.balances import Entry, figures_for, period_table
@@ -219,3 +222,41 @@ def test_one_template_gives_the_html_sides_and_the_two_page_pdf() -> None:
     assert "100200300401" in first and "5 042,36" in first and "Сейтказиева Айгуль Маратовна" in first
     assert "ОБОРОТНАЯ СТОРОНА" in second and "Алмалинский РОЭС" in second
     assert [round(float(x)) for x in reader.pages[0].mediabox[2:]] == [595, 842]  # A4 in points
+
+
+def test_the_pdf_is_rendered_on_the_fast_path_and_is_byte_stable(caplog: object) -> None:
+    """The page is well-formed XML (expat parses it, the HTML5 parser isn't needed), both sides' text is
+    there, and the same snapshot gives the same bytes: a re-render can replace a stored PDF."""
+    bill = build_snapshot(example_facts(receipt_id=uuid.uuid4()))
+    # What other services send is printed as text, whatever it holds (control characters are dropped).
+    bill["front"]["account"]["payer_name"] = 'Иван\x0bПетров <svg onload="x()"/> & ]]>'
+    page = render_html(bill, inline_css=False)
+    root = ElementTree.fromstring(page)
+    assert root.tag == "html" and len(root.findall("./body/section")) == 2
+    assert ">\n<" not in page  # the line breaks between tags are dropped
+    engine = rendering._engine()
+    assert isinstance(engine.document(page), rendering._BillPage)
+    with caplog.at_level(logging.WARNING, logger=rendering.__name__):  # type: ignore[attr-defined]
+        first, second = render_pdf(bill), render_pdf(bill)
+    assert first == second
+    assert not caplog.records  # type: ignore[attr-defined]
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(first)).pages).replace("\xa0", " ")
+    for expected in ("Лицевой счёт: 100200300401", 'Плательщик: ИванПетров <svg onload="x()"/> & ]]>', "Итого без НДС", "Сальдо на конец", "Как работают ступени",
+                     "Где и как оплатить", "Контакт-центр", bill["receipt_id"]):  # fmt: skip
+        assert expected in text, expected
+    # A page that isn't XML still renders, through WeasyPrint's HTML5 parser, with the bill's stylesheets.
+    fallback = engine.render("<html><body><p>Квитанция<br>№ 1</p></body></html>")
+    assert "Квитанция" in pypdf.PdfReader(io.BytesIO(fallback)).pages[0].extract_text()
+
+
+def test_the_qr_code_is_one_pixel_per_module_with_a_quiet_zone() -> None:
+    import base64
+    import struct
+
+    import segno
+
+    payload = payment_qr_payload("АО АлматыЭнергоСбыт", "100200300401", Decimal("5042.36"), "2025-03")
+    png = base64.b64decode(rendering.qr_data_uri(payload).split(",", 1)[1])
+    width, height = struct.unpack(">II", png[16:24])
+    qr = segno.make(payload, error="m", encoding="utf-8", micro=False)
+    assert width == height == qr.symbol_size(scale=1, border=2)[0]
