@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 STACK := deploy/local/stack.sh
 
-.PHONY: help up down status stack reset test lint format bench
+.PHONY: help up down status stack reset test lint format bench faults load
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,3 +40,9 @@ format: ## apply ruff's fixes and formatting
 bench: ## benchmarks (not part of the test run); needs the stack
 	$(STACK) start
 	set -a && source "$$($(STACK) env)" && set +a && uv run python -m tests.benchmarks
+
+faults: ## fault injection, full size, on its own isolated stack (docs/reliability.md)
+	uv run python -m tests.faults --size full
+
+load: ## load test (locust) in rising steps on its own isolated stack (docs/reliability.md)
+	uv run python -m tests.load

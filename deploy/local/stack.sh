@@ -13,11 +13,32 @@
 #   stack.sh up              start + services-start, then print the portal URL
 #   stack.sh down            services-stop + stop
 #   stack.sh stop-kafka      fault injection for tests: Kafka alone down (start-kafka: up again)
+#   stack.sh stop-postgres   fault injection for tests: PostgreSQL alone down (start-postgres: up again;
+#                            STACK_PG_STOP_MODE=immediate stops it the way a crash would)
+#
+# Isolated instances: LK_STACK_INSTANCE=NAME runs a second, disposable stack beside the default one,
+# with its own state in <repo>/.local-NAME/ (data, logs, secrets, stack.env, a generated Procfile) and
+# every port shifted by LK_STACK_PORT_OFFSET (faults: 100, load: 200, any other name: required). Its
+# workers are restarted when they exit (so a test may kill -9 them), it never uses PG_ADMIN_URL from
+# the environment, and `up` seeds no demo. Without LK_STACK_INSTANCE nothing changes.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$REPO/deploy/local"
-LOCAL="$REPO/.local"
+INSTANCE="${LK_STACK_INSTANCE:-default}"
+if [[ $INSTANCE == default ]]; then
+  LOCAL="$REPO/.local"
+  PORT_OFFSET=0
+else
+  [[ $INSTANCE =~ ^[a-z][a-z0-9-]{0,30}$ ]] || { echo "LK_STACK_INSTANCE must match [a-z][a-z0-9-]*" >&2; exit 2; }
+  LOCAL="$REPO/.local-$INSTANCE"
+  case $INSTANCE in
+    faults) PORT_OFFSET="${LK_STACK_PORT_OFFSET:-100}" ;;
+    load) PORT_OFFSET="${LK_STACK_PORT_OFFSET:-200}" ;;
+    *) PORT_OFFSET="${LK_STACK_PORT_OFFSET:?set LK_STACK_PORT_OFFSET for the instance $INSTANCE}" ;;
+  esac
+  [[ $PORT_OFFSET =~ ^[1-9][0-9]{0,3}$ ]] || { echo "LK_STACK_PORT_OFFSET must be 1..9999" >&2; exit 2; }
+fi
 ENV_FILE="$LOCAL/stack.env"
 RUN_DIR="$LOCAL/run"
 LOG_DIR="$LOCAL/logs"
@@ -33,12 +54,16 @@ KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_CONF="$KAFKA_DIR/config/server.properties"
 
 SERVICES=(identity accounts ledger calculator receipts)
-PG_PORT=55432
-REDIS_PORT=6379
-KAFKA_PORT=9092
-SMTP_PORT=1025
+PG_PORT=$((55432 + PORT_OFFSET))
+REDIS_PORT=$((6379 + PORT_OFFSET))
+KAFKA_PORT=$((9092 + PORT_OFFSET))
+KAFKA_CONTROLLER_PORT=$((9093 + PORT_OFFSET))
+SMTP_PORT=$((1025 + PORT_OFFSET))
 APP_PORTS=(8000 8001 8002 8003 8004 8005)   # gateway, then SERVICES in order
-PORTAL_URL="http://127.0.0.1:8000/"
+for i in "${!APP_PORTS[@]}"; do APP_PORTS[i]=$((APP_PORTS[i] + PORT_OFFSET)); done
+PORTAL_URL="http://127.0.0.1:${APP_PORTS[0]}/"
+# The Procfile honcho runs: the default instance's as it is; another instance's is generated from it.
+if [[ $INSTANCE == default ]]; then PROCFILE="$HERE/Procfile"; else PROCFILE="$LOCAL/Procfile"; fi
 
 READY_TIMEOUT="${STACK_READY_TIMEOUT:-90}"        # seconds to wait for one component
 SERVICES_TIMEOUT="${STACK_SERVICES_TIMEOUT:-120}" # seconds to wait for all /healthz
@@ -52,12 +77,19 @@ die() { printf '\033[1;31m[stack] error:\033[0m %s\n' "$*" >&2; exit 1; }
 # Serialise mutating subcommands (two test runs starting the stack at once).
 # The lock is fd 9: every daemon we start gets '9>&-' so that it does not inherit (and hold) it.
 take_lock() {
-  mkdir -p "$LOCAL"
+  make_local_dir
   exec 9>"$LOCAL/stack.lock"
   flock 9
 }
 
+# The state directory; an instance's ignores itself in git (the repository ignores only .local/).
+make_local_dir() {
+  mkdir -p "$LOCAL"
+  if [[ $INSTANCE != default && ! -f $LOCAL/.gitignore ]]; then echo '*' >"$LOCAL/.gitignore"; fi
+}
+
 ensure_dirs() {
+  make_local_dir
   mkdir -p "$RUN_DIR" "$LOG_DIR" "$MAIL_DIR" "$REDIS_DIR" "$KAFKA_DIR/config" "$KAFKA_DATA" "$PG_DIR"
 }
 
@@ -235,6 +267,10 @@ write_env_file() {
   log "generating $ENV_FILE"
   local pg_admin pg_host pg_port pg_query="" s upper
   mkdir -p "$PG_DIR" "$SECRETS_DIR"
+  if [[ $INSTANCE != default && -n ${PG_ADMIN_URL:-} ]]; then
+    log "instance $INSTANCE: ignoring PG_ADMIN_URL from the environment (an instance has its own cluster)"
+    unset PG_ADMIN_URL
+  fi
   if [[ ${PG_ADMIN_URL:-} == *@127.0.0.1:$PG_PORT/* ]]; then
     log "ignoring PG_ADMIN_URL from the environment: it points at the private cluster's port $PG_PORT"
     unset PG_ADMIN_URL
@@ -270,6 +306,17 @@ write_env_file() {
       echo "JWT_PRIVATE_KEY_FILE=$SECRETS_DIR/jwt_signing_key.pem"
       echo "PORTAL_SECRET_KEY=$(openssl rand -hex 32)"
       echo "LOG_DIR=$LOG_DIR"
+      if [[ $INSTANCE != default ]]; then
+        # The apps find each other on the shifted ports (their defaults are the default instance's).
+        echo "LK_STACK_INSTANCE=$INSTANCE"
+        echo "JWKS_URL=http://127.0.0.1:${APP_PORTS[1]}/internal/v1/jwks.json"
+        echo "IDENTITY_PORTAL_BASE_URL=http://127.0.0.1:${APP_PORTS[0]}"
+        echo "GATEWAY_PUBLIC_BASE_URL=http://127.0.0.1:${APP_PORTS[0]}"
+        local i
+        for i in "${!SERVICES[@]}"; do
+          echo "GATEWAY_${SERVICES[i]^^}_URL=http://127.0.0.1:${APP_PORTS[i + 1]}"
+        done
+      fi
     } >"$tmp"
   )
   mv "$tmp" "$ENV_FILE"
@@ -446,7 +493,7 @@ pg_stop() {
   pg_is_external && return 0
   if [[ -f $PG_DATA/postmaster.pid ]]; then
     log "stopping PostgreSQL"
-    as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null \
+    as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m "${STACK_PG_STOP_MODE:-fast}" -w -t "$STOP_TIMEOUT" stop >/dev/null \
       || as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null \
       || true
   fi
@@ -495,7 +542,8 @@ kafka_launch() {
   if ! pid_alive "$RUN_DIR/kafka.pid" kafka.Kafka; then
     if port_open "$KAFKA_PORT"; then die "port $KAFKA_PORT is taken by another process; cannot start Kafka"; fi
     mkdir -p "$KAFKA_DATA" "$(dirname "$KAFKA_CONF")"
-    sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" "$HERE/kafka/server.properties" >"$KAFKA_CONF"
+    sed -e "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" -e "s|127.0.0.1:9092|127.0.0.1:$KAFKA_PORT|g" \
+      -e "s|127.0.0.1:9093|127.0.0.1:$KAFKA_CONTROLLER_PORT|g" "$HERE/kafka/server.properties" >"$KAFKA_CONF"
     if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
       log "formatting the Kafka storage in $KAFKA_DATA"
       local cluster_id
@@ -565,8 +613,9 @@ cmd_services_start() {
     done
     log "starting the services under honcho (log: $logfile)"
     # UV_NO_SYNC: the environment was synced by install; eleven concurrent 'uv run's need not re-check it.
+    if [[ $INSTANCE != default ]]; then write_instance_procfile; fi
     (cd "$REPO" && export UV_NO_SYNC=1 && launch honcho "$pidfile" "$logfile" \
-      uv run --no-sync honcho start --no-colour -f "$HERE/Procfile" -e "$ENV_FILE" -d "$REPO")
+      uv run --no-sync honcho start --no-colour -f "$PROCFILE" -e "$ENV_FILE" -d "$REPO")
   fi
   local deadline=$((SECONDS + SERVICES_TIMEOUT))
   until healthz_ok "${APP_PORTS[@]}"; do
@@ -584,6 +633,29 @@ cmd_services_start() {
 }
 
 cmd_services_stop() { stop_pid services "$RUN_DIR/honcho.pid" honcho; }
+
+# An instance's Procfile: the default one with every --port shifted, and each worker in a loop that
+# starts it again when it exits (honcho would otherwise stop every app when one process dies), so a
+# fault test can kill -9 a worker. Each restart is logged: "[supervise] <name> exited with status N".
+write_instance_procfile() {
+  local line name cmd port
+  {
+    echo "# Generated by deploy/local/stack.sh for the instance $INSTANCE from deploy/local/Procfile."
+    while IFS= read -r line; do
+      [[ $line =~ ^([A-Za-z0-9_-]+):[[:space:]]*(.+)$ ]] || continue
+      name=${BASH_REMATCH[1]} cmd=${BASH_REMATCH[2]}
+      if [[ $cmd =~ --port\ ([0-9]+) ]]; then
+        port=${BASH_REMATCH[1]}
+        cmd=${cmd/--port $port/--port $((port + PORT_OFFSET))}
+      fi
+      if [[ $name == *-worker ]]; then
+        cmd="while :; do $cmd; echo \"[supervise] $name exited with status \$?; restarting\"; sleep 1; done"
+      fi
+      echo "$name: $cmd"
+    done <"$HERE/Procfile"
+  } >"$PROCFILE.tmp"
+  mv "$PROCFILE.tmp" "$PROCFILE"
+}
 
 # --------------------------------------------------------------------------- subcommands
 
@@ -632,7 +704,7 @@ cmd_status() {
   status_line redis "$(state "$RUN_DIR/redis.pid" redis-server)" "127.0.0.1:$REDIS_PORT" "$(pid_of "$RUN_DIR/redis.pid" redis-server)"
   status_line kafka "$(state "$RUN_DIR/kafka.pid" kafka.Kafka)" "127.0.0.1:$KAFKA_PORT" "$(pid_of "$RUN_DIR/kafka.pid" kafka.Kafka)"
   status_line smtp-sink "$(state "$RUN_DIR/smtp-sink.pid" smtp_sink.py)" "127.0.0.1:$SMTP_PORT" "$(pid_of "$RUN_DIR/smtp-sink.pid" smtp_sink.py)"
-  status_line services "$(state "$RUN_DIR/honcho.pid" honcho)" "127.0.0.1:8000-8005" "$(pid_of "$RUN_DIR/honcho.pid" honcho)"
+  status_line services "$(state "$RUN_DIR/honcho.pid" honcho)" "127.0.0.1:${APP_PORTS[0]}-${APP_PORTS[-1]}" "$(pid_of "$RUN_DIR/honcho.pid" honcho)"
 }
 
 cmd_reset() {
@@ -651,6 +723,10 @@ cmd_reset() {
 cmd_up() {
   cmd_start
   cmd_services_start
+  if [[ $INSTANCE != default ]]; then
+    printf '\nPortal (instance %s, no demo data): %s\n' "$INSTANCE" "$PORTAL_URL"
+    return 0
+  fi
   # Demo data through the real ingest path, and a demo customer with two linked accounts (idempotent).
   log "seeding the demo data and the demo customer (backoffice-sim demo)"
   (cd "$REPO" && set -a && source "$ENV_FILE" && set +a && uv run --no-sync backoffice-sim demo) \
@@ -678,6 +754,8 @@ main() {
     # Fault injection (tests): one component down and up again.
     stop-kafka) take_lock; load_env; kafka_stop ;;
     start-kafka) take_lock; load_env; ensure_dirs; kafka_launch; kafka_wait ;;
+    stop-postgres) take_lock; load_env; pg_stop ;;
+    start-postgres) take_lock; load_env; ensure_dirs; pg_start ;;
     down) take_lock; cmd_stop ;;
     -h | --help | help) usage 0 ;;
     *) usage 1 ;;

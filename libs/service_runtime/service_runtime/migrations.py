@@ -6,11 +6,16 @@ Migrations are written as plain SQL through `op.execute`, so no ORM models are n
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
+import psycopg
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, exc, pool
+
+log = logging.getLogger(__name__)
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -29,8 +34,22 @@ def alembic_config(migrations_dir: Path, dsn: str) -> Config:
     return config
 
 
-def migrate_to_head(migrations_dir: Path, dsn: str) -> None:
-    command.upgrade(alembic_config(migrations_dir, dsn), "head")
+def migrate_to_head(migrations_dir: Path, dsn: str, *, wait_s: float = 120.0) -> None:
+    """Upgrade to the newest revision. While PostgreSQL cannot be reached (a process starting during a
+    database restart), retry with backoff for up to `wait_s` seconds instead of failing the process:
+    the migration is one transaction, so a retry starts it over cleanly."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            command.upgrade(alembic_config(migrations_dir, dsn), "head")
+            return
+        except (exc.OperationalError, psycopg.OperationalError) as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database not reachable for migrations; retrying", extra={"error": repr(error)})
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def run_alembic_env() -> None:

@@ -155,6 +155,8 @@ async def submit_grid_reading(
     conn: Connection, own: OwnEvents, source_event_id: uuid.UUID, p: backoffice.GridReadingTaken
 ) -> Accepted | Rejected | NotReady:
     # The back-office event id names the reading: a re-sent message can never add a second one.
+    # RATING.md §5's implausibility confirmation is the customer's; the grid company's reading is the
+    # meter's own record and nobody can confirm it: an implausible one is accepted.
     return await submit_reading(
         conn,
         own,
@@ -165,6 +167,7 @@ async def submit_grid_reading(
         reading_id=str(source_event_id),
         new_event_id=source_event_id,
         meter_serial=p.meter_serial,
+        confirm_implausible=True,
     )
 
 
