@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from identity.adapters.keys import KeyConfigurationError, LocalTokenVerifier, TokenSigner
+from identity.adapters.password_hashing import PasswordHashingBusy
 from identity.adapters.postgres import UserRow
 from identity.application.errors import (
     ApplicationError,
@@ -219,7 +220,13 @@ def _install_problem_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
-    for error in (RedisConnectionError, RedisTimeoutError, psycopg.OperationalError, PoolTimeout):
+    for error in (
+        RedisConnectionError,
+        RedisTimeoutError,
+        psycopg.OperationalError,
+        PoolTimeout,
+        PasswordHashingBusy,
+    ):
         app.add_exception_handler(error, unavailable)
 
     @app.exception_handler(StarletteHTTPException)

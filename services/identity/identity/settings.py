@@ -56,6 +56,9 @@ class IdentitySettings(ServiceSettings):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_cost_kib: int = Field(64 * 1024, ge=8 * 1024)
     argon2_parallelism: int = Field(4, ge=1)
+    # Hashes computed at once (None: the CPU count), and how long a request waits for a slot before 503.
+    argon2_concurrency: int | None = Field(None, ge=1)
+    argon2_queue_wait_s: float = Field(5.0, gt=0)
 
     # --- links and e-mail --------------------------------------------------------------------------
     portal_base_url: str = "http://127.0.0.1:8000"
