@@ -11,8 +11,8 @@ shared topics and other tests never see the benchmark's events.
    and runs until every payment is visible in the read models (`ledger_payments` and the balances of
    `ledger_period_streams` / `ledger_periods`). Reported: events/s from start to the last balance, and
    sustained (from 10 % to 100 % visible, which leaves out the consumers' group join), the worker
-   process's CPU time and peak RSS. With `--split`, a second run does the same with the worker split in
-   two processes (inputs + relay; read models), as LEDGER_WORKER_HANDLERS allows in production.
+   process's CPU time and peak RSS. With `--split`, the worker runs split in two processes instead
+   (inputs; relay + read models), as LEDGER_WORKER_HANDLERS / LEDGER_WORKER_RELAY allow in production.
 2. Rebuild: `ledger-periods` and `ledger-payments` refolded from the event store, in a process of its
    own: events read per second, and its peak RSS.
 3. Baseline, in the same run: raw aiokafka consume of the same M messages + one multi-row INSERT per
@@ -23,7 +23,8 @@ machine is shared and noisy (2 cores with PostgreSQL, Kafka and other engineers'
 the baseline, and the worker's events per CPU-second, mean more than absolute rates.
 
 Tuning aids (environment): BENCH_PROFILE=worker|rebuild|baseline writes a cProfile dump of that phase to
-/tmp/bench_ledger_<phase>.prof; BENCH_ONLY=backoffice-ingress[,relay,...] runs only those parts of the
+/tmp/bench_ledger_<phase>.prof; BENCH_SAMPLE=<phase> a sampling profile (low overhead, true shares) to
+/tmp/bench_ledger_<phase>.samples.txt; BENCH_ONLY=backoffice-ingress[,relay,...] runs only those parts of the
 worker in the ingest phase; BENCH_TRACEMALLOC=1 prints where the worker's Python memory is. Each
 phase's stderr is appended to /tmp/bench_ledger_<phase>.log. LEDGER_* settings apply (e.g.
 LEDGER_CONSUMER_BATCH_SIZE, LEDGER_AGGREGATE_CACHE_EVENTS).
@@ -59,10 +60,11 @@ from contracts.envelope import Envelope
 from contracts.events import accounts as acc
 from contracts.events import ledger as ledger_events
 from contracts.registry import EventRegistry
-from ledger.adapters.runner import LedgerConsumerRunner
+from service_runtime.consumers import ConsumerRunner
 from service_runtime.db import open_pool
 from service_runtime.kafka import idempotent_producer
 from service_runtime.relay import OutboxRelay
+from service_runtime.worker import tune_gc
 from tests.support.stack import load_stack_env
 
 PARTITIONS = 6
@@ -153,7 +155,7 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
     pool = await open_pool(dsn, max_size=settings.database_pool_size, name="ledger-bench-worker")
     relay = OutboxRelay(pool, dsn, bootstrap, service="ledger-bench", batch_size=settings.relay_batch_size)
     runners = [
-        LedgerConsumerRunner(
+        ConsumerRunner(
             handler,
             pool,
             bootstrap,
@@ -166,6 +168,8 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
     only = os.environ.get("BENCH_ONLY")  # tuning: run just some of the worker's parts ("ingress", ...)
     if only:
         runners = [r for r in runners if r.handler.name in only.split(",")]
+    tune_gc(settings.gc_thresholds)  # as the worker does (run_worker)
+    probe = await psycopg.AsyncConnection.connect(dsn, autocommit=True)  # progress, every 0.1 s
     started, started_at = time.perf_counter(), time.time()
     cpu_started = time.process_time()
     tasks = [asyncio.create_task(r.run()) for r in runners]
@@ -176,33 +180,40 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
     tenth: float | None = None
     try:
         while True:
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT (SELECT coalesce(sum(version), 0) FROM ledger_period_streams),"
-                    " (SELECT count(*) FROM ledger_payments)"
-                )
-                row = await cur.fetchone()
-                assert row is not None
-                versions, payments = int(row[0]), int(row[1])
+            # The probe's own connection: not one of the worker's pool, so no pool check.
+            cur = await probe.execute(
+                "SELECT (SELECT coalesce(sum(version), 0) FROM ledger_period_streams),"
+                " (SELECT count(*) FROM ledger_payments)"
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            versions, payments = int(row[0]), int(row[1])
             now = time.perf_counter()
             done_fraction = (versions - baseline_versions) / max(1, target_versions - baseline_versions)
             if tenth is None and done_fraction >= 0.1:
                 tenth = now
             if versions >= target_versions and payments >= target_payments:
                 break
-            if only and "ledger-read-models" not in only:  # no projection: wait for the event store instead
-                async with pool.connection() as conn:
-                    cur = await conn.execute("SELECT count(*) FROM events")
-                    row = await cur.fetchone()
-                    assert row is not None
-                    if int(row[0]) >= target_versions:
-                        break
+            if only and "ledger-read-models" not in only:
+                # No projection here: wait for the event store instead, and (when this process runs
+                # the relay) for the relay to have published all of it: stopping it earlier would
+                # leave the read models' process waiting for events nobody publishes.
+                cur = await probe.execute(
+                    "SELECT (SELECT count(*) FROM events), (SELECT coalesce(max(position), 0) FROM events),"
+                    " (SELECT coalesce(max(position), 0) FROM outbox_relay_state)"
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                stored, last, published = int(row[0]), int(row[1]), int(row[2])
+                if stored >= target_versions and ("relay" not in only or published >= last):
+                    break
             if now - started > args["timeout_s"]:
                 raise TimeoutError(
                     f"only {versions}/{target_versions} versions, {payments}/{target_payments} payments"
                 )
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
     finally:
+        await probe.close()
         for runner in runners:
             runner.stop()
         relay.stop()
@@ -231,7 +242,9 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
 
 async def rebuild_phase(args: dict[str, Any]) -> dict[str, Any]:
     from ledger.adapters.rebuild import rebuild_from_store
+    from ledger.settings import LedgerSettings
 
+    tune_gc(LedgerSettings().gc_thresholds)  # as `python -m ledger.worker rebuild` does
     pool = await open_pool(args["dsn"], max_size=1, name="ledger-bench-rebuild")
     try:
         results = {}
@@ -310,7 +323,7 @@ async def replay_phase(args: dict[str, Any]) -> dict[str, Any]:
     pool = await open_pool(dsn, max_size=4, name="ledger-bench-replay")
     async with pool.connection() as conn:
         await conn.execute("TRUNCATE ledger_periods, ledger_period_streams, ledger_payments")
-    runner = LedgerConsumerRunner(
+    runner = ConsumerRunner(
         LedgerReadModels(topics=(topics.ledger,)),
         pool,
         bootstrap,
@@ -318,6 +331,7 @@ async def replay_phase(args: dict[str, Any]) -> dict[str, Any]:
         batch_size=settings.consumer_batch_size,
         event_registry=registry,
     )
+    tune_gc(settings.gc_thresholds)
     started, cpu_started = time.perf_counter(), time.process_time()
     task = asyncio.create_task(runner.run())
     target = int(args["target_versions"])
@@ -352,7 +366,8 @@ PHASES = {
 
 async def run_split(args: dict[str, Any]) -> list[dict[str, Any]]:
     """The ingest phase with the worker split in two processes running at once."""
-    parts = ["backoffice-ingress,upstream-ingress,account-links,relay", "ledger-read-models"]
+    # The relay goes with the read models: the inputs are the heavier half.
+    parts = ["backoffice-ingress,upstream-ingress,account-links", "ledger-read-models,relay"]
     procs = []
     for part in parts:
         env = {**os.environ, "LOG_LEVEL": "WARNING", "BENCH_ONLY": part}
@@ -541,7 +556,7 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
                 "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
                 "started_at": min(p["started_at"] for p in parts),
             }
-            print("  (the worker split in two processes: inputs + relay | read models)")
+            print("  (the worker split in two processes: inputs | relay + read models)")
         else:
             ingest = run_phase("worker", ingest_args, tuning=True)
         with psycopg.connect(dsn) as conn:
@@ -592,6 +607,64 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
+class Sampler:
+    """A sampling profiler of the main thread: every `interval_s` it records the Python stack. Unlike
+    cProfile it barely slows the code down and does not inflate Python-heavy code against C-heavy
+    code, so its shares are those of the real run. Time spent in C is charged to the calling Python
+    function ("self"); "total" counts every function on the stack."""
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        import threading
+
+        self._interval = interval_s
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.samples = 0
+        self.own: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            frame = sys._current_frames().get(self._main)
+            if frame is None:
+                continue
+            self.samples += 1
+            seen: set[str] = set()
+            leaf = True
+            while frame is not None:
+                code = frame.f_code
+                name = f"{code.co_filename.replace('/work/main/', '')}:{code.co_firstlineno}({code.co_name})"
+                if leaf:
+                    if code.co_filename.startswith("<") and frame.f_back is not None:
+                        caller = frame.f_back.f_code  # generated code (dataclass __init__): by caller
+                        name += f" <- {caller.co_filename.replace('/work/main/', '')}:{caller.co_name}"
+                    self.own[name] = self.own.get(name, 0) + 1
+                    leaf = False
+                if name not in seen:
+                    seen.add(name)
+                    self.total[name] = self.total.get(name, 0) + 1
+                frame = frame.f_back
+
+    def report(self, path: str, top: int = 80) -> None:
+        n = max(1, self.samples)
+        with open(path, "w") as out:
+            out.write(f"{self.samples} samples\n\n-- self --\n")
+            for name, count in sorted(self.own.items(), key=lambda kv: -kv[1])[:top]:
+                out.write(f"{100 * count / n:6.2f}%  {name}\n")
+            out.write("\n-- total --\n")
+            for name, count in sorted(self.total.items(), key=lambda kv: -kv[1])[:top]:
+                out.write(f"{100 * count / n:6.2f}%  {name}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -607,7 +680,11 @@ def main() -> None:
             import tracemalloc
 
             tracemalloc.start()
-        if os.environ.get("BENCH_PROFILE") == args.phase:  # a cProfile dump of the phase, for tuning
+        if os.environ.get("BENCH_SAMPLE") == args.phase:  # a sampling profile (low overhead)
+            with Sampler() as sampler:
+                result = asyncio.run(PHASES[args.phase](json.loads(args.phase_args)))
+            sampler.report(f"/tmp/bench_ledger_{args.phase}.samples.txt")
+        elif os.environ.get("BENCH_PROFILE") == args.phase:  # a cProfile dump of the phase, for tuning
             import cProfile
 
             with cProfile.Profile() as profile:

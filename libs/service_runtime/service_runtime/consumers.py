@@ -9,6 +9,15 @@ A batch is one transaction: handler writes, de-duplication marks and the partiti
 together, so a consumer killed mid-batch resumes exactly where the last commit left it. A message that
 does not parse or validate, or that its handler rejects with `DeadLetter`, goes to `<topic>.dlq` with the
 reason, and the batch goes on with the next message.
+
+Batches: a handler gets the whole poll batch (`Projection.apply_batch`, `IngressHandler.handle_batch`;
+by default they loop over `apply` / `handle`). When it raises `DeadLetter`, the batch is rolled back
+and redone message by message (`apply` / `handle`, a savepoint each), so only the offending message is
+dead-lettered. The runner's own progress rows (inbox ids, stream versions, offsets) are written with
+one set-based statement each per batch.
+
+A service that needs another runner (a subclass) passes it as `runner_class` to `WorkerSpec` and to the
+test harness, never by patching this module.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from uuid import UUID
@@ -38,6 +47,40 @@ log = logging.getLogger(__name__)
 
 CONSUMED = Counter("consumer_messages_total", "Messages a consumer handled", ["consumer", "outcome"])
 BATCH_SECONDS = Histogram("consumer_batch_seconds", "Time to apply one batch", ["consumer"])
+
+
+# The runner's progress, one statement per batch. Arrays travel as one text literal ('{1,2,3}', parsed
+# by PostgreSQL in C) rather than as lists, which psycopg dumps element by element in Python.
+_SAVE_OFFSETS_SQL = """
+INSERT INTO consumer_offsets (consumer, topic, partition, next_offset)
+SELECT %s, k.topic, k.partition, k.next_offset
+FROM unnest(%s::text[], %s::int[], %s::int8[]) AS k(topic, partition, next_offset)
+ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset
+"""
+_SAVE_STREAM_VERSIONS_SQL = """
+INSERT INTO consumer_stream_versions (consumer, stream_id, version)
+SELECT %s, k.stream_id, k.version FROM unnest(%s::text[], %s::int[]) AS k(stream_id, version)
+ON CONFLICT (consumer, stream_id) DO UPDATE SET version = excluded.version
+"""
+_SAVE_INBOX_SQL = (
+    "INSERT INTO consumer_inbox (consumer, event_id) SELECT %s, unnest(%s::uuid[]) ON CONFLICT DO NOTHING"
+)
+
+
+def _int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers."""
+    return "{" + ",".join([str(int(v)) for v in values]) + "}"
+
+
+def _uuid_array(values: Iterable[UUID]) -> str:
+    """A PostgreSQL array literal of uuids (their text form needs no quoting)."""
+    return "{" + ",".join([str(v) for v in values]) + "}"
+
+
+def _text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of any strings: each quoted, backslashes and quotes escaped."""
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(quoted) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +132,14 @@ class IngressHandler(ABC):
     @abstractmethod
     async def handle(self, conn: Connection, message: IngressMessage) -> None: ...
 
+    async def handle_batch(self, conn: Connection, messages: Sequence[IngressMessage]) -> None:
+        """Override to handle a whole batch at once (in the batch's transaction); the default handles
+        one by one. Raising `DeadLetter` makes the runner redo the batch through `handle`, one message
+        per savepoint, and dead-letter only the message that raises it there."""
+        for message in messages:
+            with handling_event(str(message.envelope.event_id), None):
+                await self.handle(conn, message)
+
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
@@ -118,6 +169,7 @@ class ConsumerRunner:
         self._batch_size = batch_size
         self._registry = event_registry
         self._is_projection = isinstance(handler, Projection)
+        self._handles = handler.handles if isinstance(handler, Projection) else None
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
         self._stopping = False
@@ -193,13 +245,14 @@ class ConsumerRunner:
         records = [record for batch in fetched.values() for record in batch]
         if not records:
             return 0
+        # A partition's records come in offset order: its next offset is after its last record.
+        next_offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
         with BATCH_SECONDS.labels(self.consumer_id).time():
             parsed, rejected = self._parse_all(records)
             try:
-                await self._commit_batch(records, parsed, rejected, careful=False)
+                await self._commit_batch(records, parsed, rejected, careful=False, next_offsets=next_offsets)
             except _CarefulRetry:
-                await self._commit_batch(records, parsed, rejected, careful=True)
-        next_offsets = _next_offsets(records)
+                await self._commit_batch(records, parsed, rejected, careful=True, next_offsets=next_offsets)
         try:  # Kafka's own copy, for lag monitoring only: the truth is in PostgreSQL.
             await self._consumer.commit(next_offsets)
         except Exception:
@@ -221,24 +274,26 @@ class ConsumerRunner:
     def _parse(self, record: ConsumerRecord[bytes, bytes]) -> CanonicalEvent | IngressMessage:
         if record.value is None:
             raise ValueError("empty message")
-        if self._is_projection:
+        if self._handles is not None:  # a projection
             envelope = Envelope.model_validate_json(record.value)
-            assert isinstance(self.handler, Projection)
             # Events this projection doesn't apply only advance its progress: they aren't its to judge.
             payload = (
-                self._registry.parse(
-                    record.topic, envelope.event_type, envelope.schema_version, envelope.payload
-                )
-                if envelope.event_type in self.handler.handles
+                self._payload(record.topic, envelope.event_type, envelope.schema_version, envelope.payload)
+                if envelope.event_type in self._handles
                 else None
             )
             return CanonicalEvent(envelope, payload, record.topic, record.partition, record.offset)
         ingress = IngressEnvelope.model_validate_json(record.value)
-        payload = self._registry.parse(
-            record.topic, ingress.event_type, ingress.schema_version, ingress.payload
-        )
+        payload = self._payload(record.topic, ingress.event_type, ingress.schema_version, ingress.payload)
         key = record.key.decode("utf-8", errors="replace") if record.key is not None else None
         return IngressMessage(ingress, payload, key, record.topic, record.partition, record.offset)
+
+    def _payload(self, topic: str, event_type: str, version: int, payload: dict[str, Any]) -> Any:
+        """`EventRegistry.parse`, with the current version's model validating at once (no upcast)."""
+        spec = self._registry.spec(topic, event_type)
+        if version == spec.version:
+            return spec.model.model_validate(payload)
+        return self._registry.parse(topic, event_type, version, payload)
 
     async def _commit_batch(
         self,
@@ -247,6 +302,7 @@ class ConsumerRunner:
         parse_rejected: list[RejectedMessage],
         *,
         careful: bool,
+        next_offsets: dict[TopicPartition, int] | None = None,
     ) -> None:
         rejected = list(parse_rejected)
         # Pipeline mode: the batch's statements go out without waiting for each answer.
@@ -257,22 +313,21 @@ class ConsumerRunner:
             else:
                 rejected += await self._apply_ingress(conn, fresh, careful=careful)
             # A rejected message is not "done": replayed from its dead-letter topic after a fix, it applies.
-            rejected_offsets = {(r.record.topic, r.record.partition, r.record.offset) for r in rejected}
-            await self._mark_done(
-                conn,
-                [
-                    p
-                    for p in fresh
-                    if (p.record.topic, p.record.partition, p.record.offset) not in rejected_offsets
-                ],
-            )
-            await conn.cursor().executemany(
-                "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                [
-                    (self.consumer_id, tp.topic, tp.partition, off)
-                    for tp, off in _next_offsets(records).items()
-                ],
+            done = fresh
+            if rejected:
+                rejected_records = {id(r.record) for r in rejected}
+                done = [p for p in fresh if id(p.record) not in rejected_records]
+            await self._mark_done(conn, done)
+            if next_offsets is None:
+                next_offsets = _next_offsets(records)
+            await conn.execute(
+                _SAVE_OFFSETS_SQL,
+                (
+                    self.consumer_id,
+                    _text_array(tp.topic for tp in next_offsets),
+                    _int_array(tp.partition for tp in next_offsets),
+                    _int_array(next_offsets.values()),
+                ),
             )
             if rejected:
                 assert self._dlq_producer is not None
@@ -288,11 +343,11 @@ class ConsumerRunner:
         """The messages not applied before, in order (duplicates inside the batch dropped too)."""
         fresh: list[_Parsed] = []
         if self._is_projection:
-            streams = list({p.item.envelope.stream_id for p in parsed if isinstance(p.item, CanonicalEvent)})
+            streams = {p.item.envelope.stream_id for p in parsed if isinstance(p.item, CanonicalEvent)}
             cur = await conn.execute(
                 "SELECT stream_id, version FROM consumer_stream_versions"
-                " WHERE consumer = %s AND stream_id = ANY(%s)",
-                (self.consumer_id, streams),
+                " WHERE consumer = %s AND stream_id = ANY(%s::text[])",
+                (self.consumer_id, _text_array(streams)),
             )
             seen_versions = {s: int(v) for s, v in await cur.fetchall()}
             for p in parsed:
@@ -302,10 +357,10 @@ class ConsumerRunner:
                     seen_versions[env.stream_id] = env.stream_version
                     fresh.append(p)
             return fresh
-        ids = list({p.item.envelope.event_id for p in parsed})
+        ids = {p.item.envelope.event_id for p in parsed}
         cur = await conn.execute(
-            "SELECT event_id FROM consumer_inbox WHERE consumer = %s AND event_id = ANY(%s)",
-            (self.consumer_id, ids),
+            "SELECT event_id FROM consumer_inbox WHERE consumer = %s AND event_id = ANY(%s::uuid[])",
+            (self.consumer_id, _uuid_array(ids)),
         )
         seen_ids: set[UUID] = {row[0] for row in await cur.fetchall()}
         for p in parsed:
@@ -342,43 +397,43 @@ class ConsumerRunner:
     ) -> list[RejectedMessage]:
         handler = self.handler
         assert isinstance(handler, IngressHandler)
+        if not careful:
+            messages = [p.item for p in fresh if isinstance(p.item, IngressMessage)]
+            if messages:
+                try:
+                    await handler.handle_batch(conn, messages)
+                except DeadLetter as exc:
+                    raise _CarefulRetry from exc
+            return []
         rejected: list[RejectedMessage] = []
         for p in fresh:
             assert isinstance(p.item, IngressMessage)
-            env = p.item.envelope
             try:
-                with handling_event(str(env.event_id), None):
-                    if careful:
-                        async with conn.transaction():
-                            await handler.handle(conn, p.item)
-                    else:
+                with handling_event(str(p.item.envelope.event_id), None):
+                    async with conn.transaction():
                         await handler.handle(conn, p.item)
             except DeadLetter as exc:
-                if not careful:
-                    raise _CarefulRetry from exc
                 rejected.append(RejectedMessage(p.record, exc.reason))
         return rejected
 
     async def _mark_done(self, conn: Connection, fresh: list[_Parsed]) -> None:
+        """Record what the batch applied: one statement, whatever the batch's size."""
         if not fresh:
             return
-        async with conn.cursor() as cur:
-            if self._is_projection:
-                latest: dict[str, int] = {}
-                for p in fresh:
-                    env = p.item.envelope
-                    assert isinstance(env, Envelope)
-                    latest[env.stream_id] = env.stream_version
-                await cur.executemany(
-                    "INSERT INTO consumer_stream_versions (consumer, stream_id, version) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (consumer, stream_id) DO UPDATE SET version = excluded.version",
-                    [(self.consumer_id, s, v) for s, v in latest.items()],
-                )
-            else:
-                await cur.executemany(
-                    "INSERT INTO consumer_inbox (consumer, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    [(self.consumer_id, p.item.envelope.event_id) for p in fresh],
-                )
+        if self._is_projection:
+            latest: dict[str, int] = {}
+            for p in fresh:
+                env = p.item.envelope
+                assert isinstance(env, Envelope)
+                latest[env.stream_id] = env.stream_version
+            await conn.execute(
+                _SAVE_STREAM_VERSIONS_SQL,
+                (self.consumer_id, _text_array(latest), _int_array(latest.values())),
+            )
+        else:  # already unique: `_fresh` dropped the duplicates
+            await conn.execute(
+                _SAVE_INBOX_SQL, (self.consumer_id, _uuid_array(p.item.envelope.event_id for p in fresh))
+            )
 
     # --- rebuild ---------------------------------------------------------------------------------
     async def reset_for_rebuild(self) -> None:

@@ -20,15 +20,13 @@ from ledger.adapters.dead_letters import DeadLetterSender
 from ledger.adapters.ingress import BackofficeIngress, UpstreamIngress
 from ledger.adapters.projections import AccountLinksProjection, LedgerReadModels
 from ledger.adapters.rebuild import REBUILDERS, RebuildStats, rebuild_from_store
-from ledger.adapters.runner import LedgerConsumerRunner
 from ledger.adapters.streams import AggregateCache, StoreConfig
 from ledger.settings import MIGRATIONS_DIR, LedgerSettings
-from service_runtime import worker as runtime_worker
 from service_runtime.consumers import IngressHandler, Projection
 from service_runtime.db import open_pool
 from service_runtime.logs import configure_logging
 from service_runtime.migrations import migrate_to_head
-from service_runtime.worker import WorkerSpec, rebuild_projection, run_worker
+from service_runtime.worker import WorkerSpec, rebuild_projection, run_worker, tune_gc
 
 
 def build_handlers(settings: LedgerSettings) -> list[Projection | IngressHandler]:
@@ -59,6 +57,7 @@ def worker_spec(settings: LedgerSettings | None = None) -> WorkerSpec:
         migrations_dir=MIGRATIONS_DIR,
         handlers=lambda: build_handlers(settings),
         relay=settings.worker_relay,
+        gc_thresholds=settings.gc_thresholds,
     )
 
 
@@ -81,9 +80,6 @@ def run() -> None:
         from prometheus_client import start_http_server
 
         start_http_server(spec.settings.worker_metrics_port, addr="127.0.0.1")
-    # The runtime's worker builds plain ConsumerRunners; the ledger's hands its ingress whole batches
-    # (see adapters/runner.py for why, and the runtime change that would make this unnecessary).
-    runtime_worker.ConsumerRunner = LedgerConsumerRunner  # type: ignore[attr-defined]
     asyncio.run(run_worker(spec))
 
 
@@ -113,6 +109,7 @@ def rebuild(name: str) -> None:
 
 async def _rebuild_from_store(settings: LedgerSettings, name: str) -> RebuildStats:
     await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
+    tune_gc(settings.gc_thresholds)
     pool = await open_pool(settings.dsn, max_size=1, name=f"{settings.service_name}-rebuild")
     try:
         return await rebuild_from_store(pool, name)

@@ -21,14 +21,14 @@ batch did so far.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
-from uuid import UUID
 
 from ledger.adapters.sqlarrays import literal
 from ledger.adapters.streams import (
     Cached,
     PgLedgerStore,
+    as_uuid,
     catch_up,
 )
 from ledger.application.commands import (
@@ -54,15 +54,16 @@ _INDEX_SQL = (
     "SELECT payment_id, account_no, service_code FROM ledger_payment_index WHERE payment_id = ANY(%s)"
 )
 _HEADS_SQL = (
-    "SELECT stream_id, version FROM ledger_streams WHERE stream_id = ANY(%s) ORDER BY stream_id FOR UPDATE"
+    "SELECT stream_id, version FROM ledger_streams WHERE stream_id = ANY(%s::text[])"
+    " ORDER BY stream_id FOR UPDATE"
 )
 _EVENTS_SQL = """
 SELECT e.stream_id, e.stream_version, e.event_id, e.event_type, e.schema_version, e.payload::text
-FROM unnest(%b::text[], %b::int[]) AS k(stream_id, from_version)
+FROM unnest(%s::text[], %s::int[]) AS k(stream_id, from_version)
 JOIN events AS e ON e.stream_id = k.stream_id AND e.stream_version >= k.from_version
 ORDER BY e.stream_id, e.stream_version
 """
-_OPEN_SQL = "SELECT account_no FROM ledger_accounts WHERE account_no = ANY(%s)"
+_OPEN_SQL = "SELECT account_no FROM ledger_accounts WHERE account_no = ANY(%s::text[])"
 _WAITING_SQL = (
     "SELECT payment_id, id, source_topic, source_partition, source_offset, message_key, message"
     " FROM ledger_parked WHERE waiting_for = 'payment' AND payment_id = ANY(%s) ORDER BY id FOR UPDATE"
@@ -84,7 +85,7 @@ ON CONFLICT (stream_id) DO UPDATE
 """
 _INSERT_INDEX_SQL = (
     "INSERT INTO ledger_payment_index (payment_id, account_no, service_code)"
-    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])"
+    " SELECT * FROM unnest(%b::text[], %s::text[], %s::text[])"
 )
 # Ids, types, versions, stream ids and ISO timestamps need no quoting (sqlarrays); the rest may be free
 # text or NULL.
@@ -152,9 +153,9 @@ class BatchLedgerStore(PgLedgerStore):
         stream_ids = sorted(keys)
         from_versions = [self._from_version(s) for s in stream_ids]
         async with conn.pipeline():
-            heads_cur = await conn.execute(_HEADS_SQL, (stream_ids,))
-            events_cur = await conn.execute(_EVENTS_SQL, (stream_ids, from_versions))
-            open_cur = await conn.execute(_OPEN_SQL, (sorted(accounts),))
+            heads_cur = await conn.execute(_HEADS_SQL, (literal(stream_ids),))
+            events_cur = await conn.execute(_EVENTS_SQL, (literal(stream_ids), literal(from_versions)))
+            open_cur = await conn.execute(_OPEN_SQL, (literal(accounts),))
             index_cur = await conn.execute(_INDEX_SQL, (sorted(payments | cancelled),))
             waiting_cur = await conn.execute(_WAITING_SQL, (sorted(payments),))
         heads = {row[0]: row for row in await heads_cur.fetchall()}
@@ -176,7 +177,7 @@ class BatchLedgerStore(PgLedgerStore):
         if unsettled:  # a cache that does not match, or a writer that committed while we waited for its lock
             for stream_id in unsettled:
                 self._cache.drop(stream_id)
-            cur = await conn.execute(_EVENTS_SQL, (unsettled, [1] * len(unsettled)))
+            cur = await conn.execute(_EVENTS_SQL, (literal(unsettled), literal([1] * len(unsettled))))
             rows = _by_stream(await cur.fetchall())
             for stream_id in unsettled:
                 if self._settle(keys[stream_id], 1, rows, heads) is None:
@@ -197,7 +198,7 @@ class BatchLedgerStore(PgLedgerStore):
         head = heads.get(key.stream_id)
         if head is not None and int(head[1]) != ledger.version:
             return None
-        last_id = UUID(str(stream_rows[-1][1])) if stream_rows else (cached.last_event_id if cached else None)
+        last_id = as_uuid(stream_rows[-1][1]) if stream_rows else (cached.last_event_id if cached else None)
         self._cache.put(key.stream_id, Cached(ledger, last_id))
         self._ledgers[key.stream_id] = ledger
         return ledger
@@ -302,12 +303,13 @@ class BatchLedgerStore(PgLedgerStore):
             )
             if payments:
                 await cur.execute(
-                    _INSERT_INDEX_SQL, _columns(payments, ("payment_id", "account_no", "service_code"))
+                    _INSERT_INDEX_SQL,
+                    (
+                        [row["payment_id"] for row in payments],  # free text
+                        literal(row["account_no"] for row in payments),
+                        literal(row["service_code"] for row in payments),
+                    ),
                 )
-
-
-def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> tuple[list[Any], ...]:
-    return tuple([row[name] for row in rows] for name in names)
 
 
 def _by_stream(rows: Iterable[Any]) -> dict[str, list[Any]]:

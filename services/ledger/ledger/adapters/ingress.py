@@ -107,8 +107,8 @@ class BackofficeIngress(_LedgerInput, IngressHandler):
             await self._one(conn, work)
 
     async def handle_batch(self, conn: Connection, messages: Sequence[IngressMessage]) -> None:
-        """The whole batch at once (runner.LedgerConsumerRunner); a dead letter makes the runner redo
-        the batch message by message through `handle`."""
+        """The whole batch at once (the runtime's batch hook); a dead letter makes the runner redo the
+        batch message by message through `handle`."""
         await self._batch(conn, [w for w in map(self._work, messages) if w is not None])
 
 

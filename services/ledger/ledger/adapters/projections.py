@@ -45,7 +45,7 @@ _PERIOD_COLUMNS = (
 _HEADS_SQL = """
 SELECT s.account_no, s.service_code, s.version
 FROM ledger_period_streams AS s
-JOIN unnest(%b::text[], %b::text[]) AS k(account_no, service_code) USING (account_no, service_code)
+JOIN unnest(%s::text[], %s::text[]) AS k(account_no, service_code) USING (account_no, service_code)
 FOR UPDATE OF s
 """
 # A re-roll needs the stream's first row (its opening balance), its last row, and the rows from the
@@ -53,7 +53,7 @@ FOR UPDATE OF s
 _ROWS_SQL = """
 SELECT p.account_no, p.service_code, p.period, (p.opening_balance * 100)::int8, (p.accrued * 100)::int8,
        (p.corrections * 100)::int8, (p.paid * 100)::int8, (p.closing_balance * 100)::int8, p.tariff
-FROM unnest(%b::text[], %b::text[], %b::text[]) AS k(account_no, service_code, since)
+FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(account_no, service_code, since)
 JOIN ledger_period_streams AS s ON s.account_no = k.account_no AND s.service_code = k.service_code
 JOIN ledger_periods AS p ON p.account_no = k.account_no AND p.service_code = k.service_code
  AND (p.period >= k.since OR p.period = s.first_period OR p.period = s.last_period)
@@ -141,8 +141,8 @@ class LedgerPeriodsProjection(Projection):
             for items in batch.values()
         ]
         async with conn.pipeline():
-            heads_cur = await conn.execute(_HEADS_SQL, (accounts, services))
-            rows_cur = await conn.execute(_ROWS_SQL, (accounts, services, since))
+            heads_cur = await conn.execute(_HEADS_SQL, (literal(accounts), literal(services)))
+            rows_cur = await conn.execute(_ROWS_SQL, (literal(accounts), literal(services), literal(since)))
         heads = {(a, s): int(v) for a, s, v in await heads_cur.fetchall()}
         stored: dict[StreamKey, list[TiynRow]] = {}
         for a, s, period, opening, accrued, corrections, paid, closing, tariff in await rows_cur.fetchall():
@@ -182,12 +182,12 @@ class LedgerPeriodsProjection(Projection):
 INSERT_PAYMENTS_SQL = """
 INSERT INTO ledger_payments (account_no, service_code, payment_id, paid_on, amount, bank)
 SELECT a, s, p, d, t / 100.0, b
-FROM unnest(%b::text[], %b::text[], %b::text[], %b::date[], %b::int8[], %b::text[]) AS k(a, s, p, d, t, b)
+FROM unnest(%s::text[], %s::text[], %b::text[], %s::date[], %s::int8[], %b::text[]) AS k(a, s, p, d, t, b)
 ON CONFLICT (account_no, service_code, payment_id) DO NOTHING
 """
 _REVERSE_PAYMENTS_SQL = """
 UPDATE ledger_payments AS p SET reversed = true
-FROM unnest(%b::text[], %b::text[], %b::text[]) AS r(account_no, service_code, payment_id)
+FROM unnest(%s::text[], %s::text[], %b::text[]) AS r(account_no, service_code, payment_id)
 WHERE p.account_no = r.account_no AND p.service_code = r.service_code AND p.payment_id = r.payment_id
 """
 
@@ -218,11 +218,11 @@ class LedgerPaymentsProjection(Projection):
                 await cur.execute(
                     INSERT_PAYMENTS_SQL,
                     (
-                        [p.account_no for p in received],
-                        [p.service_code for p in received],
-                        [p.payment_id for p in received],
-                        [p.paid_on for p in received],
-                        [to_tiyn(p.amount) for p in received],
+                        literal(p.account_no for p in received),
+                        literal(p.service_code for p in received),
+                        [p.payment_id for p in received],  # free text
+                        literal(p.paid_on for p in received),
+                        literal(to_tiyn(p.amount) for p in received),
                         [p.bank for p in received],
                     ),
                 )
@@ -230,8 +230,8 @@ class LedgerPaymentsProjection(Projection):
                 await cur.execute(
                     _REVERSE_PAYMENTS_SQL,
                     (
-                        [p.account_no for p in reversed_],
-                        [p.service_code for p in reversed_],
+                        literal(p.account_no for p in reversed_),
+                        literal(p.service_code for p in reversed_),
                         [p.payment_id for p in reversed_],
                     ),
                 )

@@ -179,7 +179,7 @@ class PgLedgerStore:
             cached, from_version = None, 1
         else:  # pragma: no cover - a stream that keeps moving under a held lock cannot happen
             raise RuntimeError(f"stream {stream_id} does not settle")
-        last_id = UUID(str(rows[-1][1])) if rows else (cached.last_event_id if cached else None)
+        last_id = as_uuid(rows[-1][1]) if rows else (cached.last_event_id if cached else None)
         self._cache.put(stream_id, Cached(ledger, last_id))
         account_open, owner_account, owner_service = facts
         owner = StreamKey(owner_account, owner_service) if owner_account is not None else None
@@ -355,6 +355,11 @@ def _is_canonical(topic: str) -> bool:
         return ".events." in topic
 
 
+def as_uuid(value: object) -> UUID:
+    """A uuid column's value (psycopg loads it as a UUID already)."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
 def catch_up(
     key: StreamKey, cached: Cached | None, from_version: int, rows: list[Any]
 ) -> ServiceLedger | None:
@@ -364,7 +369,7 @@ def catch_up(
         ledger = ServiceLedger(key.account_no, key.service_code)
         todo = rows
     else:
-        if not rows or int(rows[0][0]) != from_version or UUID(str(rows[0][1])) != cached.last_event_id:
+        if not rows or int(rows[0][0]) != from_version or as_uuid(rows[0][1]) != cached.last_event_id:
             return None
         ledger = cached.ledger
         todo = rows[1:]

@@ -19,7 +19,17 @@ What is refused (`Rejected`, dead-lettered with the reason):
   a charge or correction with another amount or month): the first fact stays, the conflict is shown;
 - a cancellation naming a payment of another account;
 - an opening balance that differs from the one already set;
-- what the domain refuses (a third decimal, a negative accrual, ...) and amounts out of range.
+- what the domain refuses (a third decimal, a negative accrual, ...) and amounts out of range: one
+  amount of `MAX_AMOUNT` or more, or a fact that would take a month's total or a balance of its stream
+  beyond what the read models store (NUMERIC(14,2): `domain.account_ledger.STORED_LIMIT`).
+
+A fact is checked for what it is by itself (its amount, sign, date, ids) before it is parked, with the
+same reasons as when it is applied: an invalid message is dead-lettered at once, never parked first and
+dead-lettered days later from the parked table.
+
+A negative charge (ChargeCalculated.total < 0; the contract's Money allows it, the calculator never
+emits one) is refused: an accrual is what the customer is charged, a credit comes as a correction
+(EstimateReversed, CorrectionIssued).
 
 A fact seen again with the same values, under any message id, changes nothing.
 """
@@ -27,7 +37,7 @@ A fact seen again with the same values, under any message id, changes nothing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -37,13 +47,13 @@ from uuid import UUID
 from contracts.events.ledger import ledger_stream
 from ledger.domain.account_ledger import ServiceLedger
 from ledger.domain.errors import InvalidLedgerEvent, OpeningBalanceConflict, UnknownPayment
-from ledger.domain.events import LedgerEvent
+from ledger.domain.events import AccrualPosted, CorrectionPosted, LedgerEvent, PaymentReceived
 from ledger.domain.period import ALMATY, Period
 
 log = logging.getLogger(__name__)
 
 ELECTRICITY = "electricity"
-# NUMERIC(14,2) read models: one amount stays far below their limit, so sums cannot overflow them.
+# One amount: far below the read models' NUMERIC(14,2) limit (sums are checked by the aggregate).
 MAX_AMOUNT = Decimal("10000000000")  # 10 billion tenge
 # A payment is dated by the bank on the local calendar; a day of slack covers time zones and clocks.
 FUTURE_SLACK = timedelta(days=1)
@@ -70,10 +80,11 @@ class Outcome(StrEnum):
 class StreamKey:
     account_no: str
     service_code: str
+    # Derived once (it is asked for many times per message).
+    stream_id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def stream_id(self) -> str:
-        return ledger_stream(self.account_no, self.service_code)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stream_id", ledger_stream(self.account_no, self.service_code))
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +291,8 @@ class LedgerCommands:
         except UnknownPayment:  # the index knows it but the stream does not: never parked silently
             await self._store.park(c, source, "payment", c.payment_id)
             return Outcome.PARKED
+        except (InvalidLedgerEvent, ValueError) as exc:
+            raise Rejected(f"invalid cancellation: {exc}") from exc
         for event in events:
             await self._store.append(loaded, event, source)
         return Outcome.APPLIED if events else Outcome.DUPLICATE
@@ -309,6 +322,11 @@ class LedgerCommands:
 
     async def _post_accrual(self, c: PostAccrual, source: Source) -> Outcome:
         _check_amount(c.amount, "amount")
+        if c.amount < 0:
+            raise Rejected(
+                f"invalid accrual: total must not be negative, got {c.amount} (a charge is never a credit:"
+                " credits come as corrections, EstimateReversed or CorrectionIssued)"
+            )
         loaded = await self._store.load(StreamKey(c.account_no, c.service_code))
         if not loaded.account_open:
             return await self._park_until_open(c, source)
@@ -335,6 +353,7 @@ class LedgerCommands:
     async def _park_until_open(
         self, command: Command, source: Source, payment_id: str | None = None
     ) -> Outcome:
+        _check_fact(command)  # what would be refused when applied is refused now, not parked
         if await self._store.park(command, source, "account", payment_id):
             return Outcome.PARKED
         return await self.execute(command, source)  # it opened meanwhile
@@ -355,6 +374,29 @@ class LedgerCommands:
             "parked message applied",
             extra={"event_id": str(parked.source.event_id), "outcome": outcome.value},
         )
+
+
+def _check_fact(command: Command) -> None:
+    """Refuse, with the reason it would get when applied, a fact that is invalid by itself: the domain
+    event it would become does not build (third decimal, sign, empty id, ...)."""
+    try:
+        match command:
+            case ReceivePayment():
+                PaymentReceived.of(command.payment_id, command.paid_on, command.amount, command.bank)
+            case PostCorrection():
+                CorrectionPosted(command.correction_id, command.period, command.amount, command.reason)
+            case PostAccrual():
+                AccrualPosted(
+                    command.charge_id,
+                    command.period,
+                    command.amount,
+                    command.tariff,
+                    command.consumption_kwh,
+                    command.estimated,
+                )
+    except (InvalidLedgerEvent, ValueError) as exc:
+        kind = {ReceivePayment: "payment", PostCorrection: "correction", PostAccrual: "accrual"}
+        raise Rejected(f"invalid {kind[type(command)]}: {exc}") from exc
 
 
 def _check_amount(amount: Decimal, name: str) -> None:

@@ -16,6 +16,13 @@ Idempotency rules (the first fact wins, later ones are ignored, never merged):
 - the opening balance is set once: the same values again yield `[]`, other values raise
   `OpeningBalanceConflict`.
 
+Range: every total the stream's events add up to (a month's accrued, corrections and paid, every
+opening and closing balance) must stay under `STORED_LIMIT` in absolute value, the range of the read
+models' NUMERIC(14,2) columns. A command that would break it raises `BeyondStoredRange` (and changes
+nothing), so the read models can always store what the stream holds. Checked cheaply: while the sum of
+the absolute values of the stream's amounts stays under the limit, no total can reach it; only beyond
+that is the period table folded to look.
+
 The aggregate does not require the opening balance before other facts: parking payments until the
 account opens is the application's choice, helped by `is_open`.
 """
@@ -27,7 +34,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from ledger.domain.errors import InconsistentStream, OpeningBalanceConflict, UnknownPayment
+from ledger.domain.errors import (
+    BeyondStoredRange,
+    InconsistentStream,
+    OpeningBalanceConflict,
+    UnknownPayment,
+)
 from ledger.domain.events import (
     AccrualPosted,
     CorrectionPosted,
@@ -37,6 +49,10 @@ from ledger.domain.events import (
     PaymentReversed,
 )
 from ledger.domain.period import Period
+from ledger.domain.periods import period_table
+
+# The read models' money columns are NUMERIC(14,2): at most 999,999,999,999.99 in absolute value.
+STORED_LIMIT = Decimal("1000000000000")
 
 
 @dataclass
@@ -52,6 +68,9 @@ class ServiceLedger:
     _corrections: dict[str, CorrectionPosted] = field(default_factory=dict, repr=False)
     _payments: dict[str, PaymentReceived] = field(default_factory=dict, repr=False)
     _reversed: set[str] = field(default_factory=set, repr=False)
+    # The sum of the absolute values of every amount applied (a reversal counts its payment's again):
+    # no total of the stream can exceed it.
+    _exposure: Decimal = field(default=Decimal(0), repr=False)
 
     @classmethod
     def from_history(cls, account_no: str, service_code: str, events: Iterable[LedgerEvent]) -> ServiceLedger:
@@ -165,8 +184,31 @@ class ServiceLedger:
                 if payment_id not in self._payments or payment_id in self._reversed:
                     raise InconsistentStream(f"reversal of payment {payment_id!r} is not applicable")
                 self._reversed.add(payment_id)
+        self._exposure += self._weight(event)
         self.version += 1
 
+    def _weight(self, event: LedgerEvent) -> Decimal:
+        if isinstance(event, PaymentReversed):
+            return self._payments[event.payment_id].amount
+        return abs(event.amount)
+
     def _record(self, event: LedgerEvent) -> list[LedgerEvent]:
+        if self._exposure + self._weight(event) >= STORED_LIMIT:
+            self._check_stored_range(event)
         self.apply(event)
         return [event]
+
+    def _check_stored_range(self, event: LedgerEvent) -> None:
+        """Raise BeyondStoredRange when a total of the stream with `event` would reach STORED_LIMIT."""
+        history: list[LedgerEvent] = [self.opening] if self.opening is not None else []
+        history += [*self._charges.values(), *self._corrections.values(), *self._payments.values()]
+        history += [PaymentReversed(payment_id, "") for payment_id in self._reversed]
+        stream = f"{self.account_no}/{self.service_code}"
+        for row in period_table([*history, event]):
+            for name in ("opening_balance", "accrued", "corrections", "paid", "closing_balance"):
+                value: Decimal = getattr(row, name)
+                if abs(value) >= STORED_LIMIT:
+                    raise BeyondStoredRange(
+                        f"it would make {name} of {stream} for {row.period} {value}; the ledger stores"
+                        f" totals and balances under {STORED_LIMIT:,} in absolute value"
+                    )

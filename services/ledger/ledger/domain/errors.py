@@ -11,6 +11,11 @@ class InvalidLedgerEvent(LedgerError, ValueError):
     """An event or command argument breaks a rule: a float or a third decimal, a sign, an empty id."""
 
 
+class BeyondStoredRange(InvalidLedgerEvent):
+    """A fact that would take a total of the stream (a month's accrued, corrections or paid, or a
+    balance) beyond what the read models store: NUMERIC(14,2), under 10^12 in absolute value."""
+
+
 class UnknownPayment(LedgerError):
     """A reversal names a payment this stream has not received (yet).
 

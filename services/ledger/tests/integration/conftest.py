@@ -1,8 +1,11 @@
 """The ledger on the real stack: its API in-process and its worker (ServiceHarness), with helpers that
 produce back-office messages (JSON envelopes keyed by account) and upstream canonical events.
 
-One harness per test module: every harness replays the shared input topics from their beginning, so
-fewer harnesses keep the suite fast. Tests use fresh random account numbers and ids.
+One harness per test module, starting at the current end of its topics. Tests use fresh random
+account numbers and ids. The back-office topics and ledger.events.v1 are the shared ones; the upstream
+canonical events (accounts' and the calculator's) go on topics private to the module: a calculator
+running on the shared stack bills every account it sees opened on accounts.events.v1 (estimates for
+each closed period), which would add charges the tests did not make.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import orjson
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 from pydantic import BaseModel
@@ -30,13 +34,17 @@ from contracts import backoffice as bo
 from contracts.envelope import Envelope
 from contracts.events import accounts as acc
 from contracts.events import calculator as calc
-from ledger.adapters.runner import LedgerConsumerRunner
+from contracts.events import ledger as ledger_events
+from contracts.registry import EventRegistry
+from ledger.adapters.dead_letters import DeadLetterSender
+from ledger.adapters.ingress import BackofficeIngress, UpstreamIngress
+from ledger.adapters.projections import AccountLinksProjection, LedgerReadModels
+from ledger.adapters.streams import AggregateCache, StoreConfig
 from ledger.api import create_app
 from ledger.settings import MIGRATIONS_DIR, LedgerSettings
-from ledger.worker import build_handlers
+from service_runtime.consumers import ConsumerRunner, IngressHandler, Projection
 from service_runtime.kafka import ensure_topics
 from service_runtime.migrations import migrate_to_head
-from tests.support import harness as harness_module
 from tests.support.harness import ServiceHarness
 from tests.support.stack import eventually, produce
 
@@ -73,13 +81,64 @@ class Keys:
         return jwt.encode(claims, self.private, algorithm="EdDSA", headers={"kid": KID})
 
 
+class Upstream:
+    """The module's private topics for accounts' and the calculator's canonical events, and a registry
+    with their payload models registered there (the other topics as in the contracts)."""
+
+    def __init__(self) -> None:
+        run = uuid.uuid4().hex[:8]
+        # `.events.` in the name: the ledger takes messages parked from such topics for canonical ones.
+        self.accounts = f"ledger-test-{run}.accounts.events.v1"
+        self.calculator = f"ledger-test-{run}.calculator.events.v1"
+        self.registry = EventRegistry()
+        backoffice = [(bo.PAYMENTS, "PaymentReported"), (bo.PAYMENTS, "PaymentCancelled"),
+                      (bo.BILLING, "CorrectionIssued"), (bo.BILLING, "PeriodClosed")]  # fmt: skip
+        for topic, name in backoffice:
+            spec = bo.registry.spec(topic, name)
+            self.registry.register(name, version=spec.version, topic=topic)(spec.model)
+        for name in ("OpeningBalanceSet", "AccrualPosted", "CorrectionPosted", "PaymentReceived",
+                     "PaymentReversed"):  # fmt: skip
+            self.registry.register(name, version=1, topic=ledger_events.TOPIC)(getattr(ledger_events, name))
+        for name in ("AccountOpened", "AccountLinked", "AccountUnlinked"):
+            self.registry.register(name, version=1, topic=self.accounts)(getattr(acc, name))
+        for name in ("ChargeCalculated", "EstimateReversed", "ReadingSubmitted", "PeriodBilled"):
+            self.registry.register(name, version=1, topic=self.calculator)(getattr(calc, name))
+
+    def topics(self) -> list[str]:
+        return [self.accounts, self.calculator, f"{self.accounts}.dlq", f"{self.calculator}.dlq"]
+
+    def handlers(self, settings: LedgerSettings) -> list[Projection | IngressHandler]:
+        """The worker's four consumers (ledger.worker.build_handlers), the upstream ones on the
+        private topics."""
+        config = StoreConfig(topic=settings.events_topic, event_registry=self.registry)
+        cache = AggregateCache(settings.aggregate_cache_events)
+        dead_letters = DeadLetterSender(settings.kafka_bootstrap_servers, "ledger-test.parked")
+        return [
+            BackofficeIngress(config, dead_letters, cache=cache),
+            UpstreamIngress(config, dead_letters, cache=cache, topics=(self.accounts, self.calculator)),
+            LedgerReadModels(topics=(settings.events_topic,)),
+            AccountLinksProjection(topics=(self.accounts,)),
+        ]
+
+    def runner_class(self) -> type[ConsumerRunner]:
+        """The runtime's runner with this registry (the harness's `runner_class` option)."""
+        registry = self.registry
+
+        class Runner(ConsumerRunner):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, event_registry=registry, **kwargs)
+
+        return Runner
+
+
 class Ledger:
     """The harness plus the producers and readers a ledger test needs."""
 
-    def __init__(self, svc: ServiceHarness, keys: Keys, bootstrap: str) -> None:
+    def __init__(self, svc: ServiceHarness, keys: Keys, bootstrap: str, upstream: Upstream) -> None:
         self.svc = svc
         self.keys = keys
         self.bootstrap = bootstrap
+        self.upstream = upstream
         self._versions: dict[str, int] = {}
         self.accounts: set[str] = set()  # opened by this module's tests
 
@@ -195,11 +254,11 @@ class Ledger:
             opened_on=opened_on,
             opening_balance=Decimal(opening_balance),
         )
-        await self.canonical(acc.TOPIC, acc.account_stream(account_no), "accounts", opened)
+        await self.canonical(self.upstream.accounts, acc.account_stream(account_no), "accounts", opened)
 
     async def link(self, account_no: str, user: uuid.UUID) -> None:
         await self.canonical(
-            acc.TOPIC,
+            self.upstream.accounts,
             acc.account_links_stream(account_no),
             "accounts",
             acc.AccountLinked(account_no=account_no, user_id=user),
@@ -239,7 +298,7 @@ class Ledger:
             vat=Decimal("0.00"),
             total=Decimal(total),
         )
-        await self.canonical(calc.TOPIC, f"meter-readings:{account_no}", "calculator", charge)
+        await self.canonical(self.upstream.calculator, f"meter-readings:{account_no}", "calculator", charge)
 
     async def dead_letters(
         self, topic: str, predicate: Callable[[Any], bool], expect: int, timeout_s: float = 60.0
@@ -269,7 +328,9 @@ def keys() -> Keys:
     return Keys()
 
 
-async def start_at_the_end(harness: ServiceHarness, settings: LedgerSettings) -> None:
+async def start_at_the_end(
+    harness: ServiceHarness, settings: LedgerSettings, handlers: list[Projection | IngressHandler]
+) -> None:
     """Make the harness's consumers start at the current end of their (shared) topics.
 
     A fresh harness would otherwise replay every message other tests and earlier runs left on the
@@ -284,7 +345,7 @@ async def start_at_the_end(harness: ServiceHarness, settings: LedgerSettings) ->
     rows = []
     try:
         await consumer._client.force_metadata_update()  # metadata of every topic, not only subscribed ones
-        for handler in build_handlers(settings):
+        for handler in handlers:
             consumer_id = f"{settings.service_name}-{harness.instance}.{handler.name}"
             for topic in handler.topics:
                 partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -308,20 +369,26 @@ async def ledger(
     settings = LedgerSettings(
         database_url=make_database(), kafka_bootstrap_servers=kafka_bootstrap, consumer_batch_size=200
     )
-    harness = ServiceHarness(
-        settings,
-        migrations_dir=MIGRATIONS_DIR,
-        app_factory=create_app,  # type: ignore[arg-type]
-        handlers=lambda: build_handlers(settings),
-    )
-    await start_at_the_end(harness, settings)
-    # As `python -m ledger.worker run` does: the ledger's runner hands the ingress whole batches.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness_module, "ConsumerRunner", LedgerConsumerRunner)
+    upstream = Upstream()
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, 3, 1) for t in upstream.topics()])
+        harness = ServiceHarness(
+            settings,
+            migrations_dir=MIGRATIONS_DIR,
+            app_factory=create_app,  # type: ignore[arg-type]
+            handlers=lambda: upstream.handlers(settings),
+            runner_class=upstream.runner_class(),
+        )
+        await start_at_the_end(harness, settings, upstream.handlers(settings))
         async with harness as svc:
             assert svc.app is not None
             svc.app.state.token_verifier.load_jwks(keys.jwks)
-            yield Ledger(svc, keys, kafka_bootstrap)
+            yield Ledger(svc, keys, kafka_bootstrap, upstream)
+    finally:
+        await admin.delete_topics(upstream.topics())
+        await admin.close()
 
 
 __all__ = ["PAYMENTS", "Ledger", "account_number", "uid"]

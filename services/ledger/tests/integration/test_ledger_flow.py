@@ -131,7 +131,9 @@ async def test_payments_accruals_corrections_and_cancellations_reach_the_api(led
         amount=Decimal("-92.50"),
         reversed_charge_ids=["CH-estimated"],
     )
-    await ledger.canonical(calc.TOPIC, f"billing-period:{account}:2025-03", "calculator", estimate)
+    await ledger.canonical(
+        ledger.upstream.calculator, f"billing-period:{account}:2025-03", "calculator", estimate
+    )
 
     async def rerolled() -> bool:
         return rows_of(await services(**march), "electricity")[2][5] == "9170.00"
@@ -287,8 +289,67 @@ async def test_malformed_and_business_invalid_messages_are_dead_lettered(ledger:
     assert any(conflicting in r and "55.00" in r for r in reasons)
     assert any("in the future" in r for r in reasons)
     assert any(d.value == b'{"not json ' + marker for d in dead), "dead letters are the messages unchanged"
-    negative = await ledger.dead_letters(calc.TOPIC, ours, expect=1)
+    negative = await ledger.dead_letters(ledger.upstream.calculator, ours, expect=1)
     assert "must not be negative" in dict(negative[0].headers)[REASON_HEADER].decode()
+
+
+async def test_amounts_beyond_the_stored_range_and_negative_charges_are_dead_lettered_never_parked(
+    ledger: Ledger,
+) -> None:
+    """Money allows up to 10^13, the read models store NUMERIC(14,2) (under 10^12): an amount of 10
+    billion or more, or a fact that would take a month's total beyond 10^12, is dead-lettered with its
+    reason; the rest of its batch is applied and nothing of it is written. A negative charge is
+    dead-lettered at once, even for an account not opened yet (never parked first)."""
+    account, user, unopened = account_number(), uuid.uuid4(), account_number()
+    await ledger.open_account(account, date(2025, 1, 1))
+    await ledger.link(account, user)
+    near_max = "9999999999.99"  # under the limit of one amount; 100 of them fill a month's column
+    corrections = [ledger.correction(account, f"BIG-{i}-{uid()}", "2025-01", near_max) for i in range(101)]
+    await ledger.backoffice(bo.BILLING, corrections)
+    over = f"OVER-{uid()}"
+    await ledger.backoffice(
+        bo.PAYMENTS,
+        [
+            ledger.payment(account, f"HUGE-{uid()}", "99999999999.99", date(2025, 1, 2)),  # 10^11
+            ledger.payment(account, over, "10000000000000.00", date(2025, 1, 2)),  # Money's own limit
+            ledger.payment(account, f"OK-{uid()}", "10.00", date(2025, 1, 3)),
+            ledger.payment(unopened, f"WAIT-{uid()}", "1.00", date(2025, 1, 3)),  # parked: fine
+        ],
+    )
+    await ledger.charge(unopened, f"NEG-{uid()}", "2025-01", "-5.00")
+
+    expected = [("2025-01", "0.00", "0.00", "999999999999.00", "10.00", "999999999989.00")]
+
+    async def applied() -> bool:
+        r = await ledger.get(
+            f"/internal/v1/accounts/{account}/services", user, **{"from": "2025-01", "to": "2025-01"}
+        )
+        return r.status_code == 200 and rows_of(r.json(), "electricity") == expected
+
+    await ledger.wait_for(applied)
+    mine = f"ledger-{ledger.svc.instance}.".encode()
+
+    def ours(record: Any) -> bool:
+        by_us = dict(record.headers).get(CONSUMER_HEADER, b"").startswith(mine)
+        return by_us and (account.encode() in record.value or unopened.encode() in record.value)
+
+    def reasons(records: list[Any]) -> list[str]:
+        return sorted(dict(d.headers)[REASON_HEADER].decode() for d in records)
+
+    billing = reasons(await ledger.dead_letters(bo.BILLING, ours, expect=1))
+    assert len(billing) == 1 and "would make corrections" in billing[0] and "2025-01" in billing[0], billing
+    payments = reasons(await ledger.dead_letters(bo.PAYMENTS, ours, expect=2))
+    assert len(payments) == 2, payments
+    assert any("99999999999.99 is out of range" in r for r in payments), payments
+    assert any("validation failed" in r and "out of range" in r for r in payments), payments
+    negative = reasons(await ledger.dead_letters(ledger.upstream.calculator, ours, expect=1))
+    assert len(negative) == 1 and "must not be negative" in negative[0], negative
+    parked = await ledger.fetch("SELECT event_type FROM ledger_parked WHERE account_no = %s", (unopened,))
+    assert parked == [("PaymentReported",)], "the negative charge was not parked"
+    stored = await ledger.fetch(
+        "SELECT count(*) FROM events WHERE stream_id = %s", (f"ledger:{account}:electricity",)
+    )
+    assert stored == [(1 + 100 + 1,)], "the opening, 100 corrections, 1 payment: nothing of the refused"
 
 
 async def test_worker_killed_mid_batch_resumes_and_totals_equal_the_inputs_exactly(ledger: Ledger) -> None:

@@ -5,6 +5,7 @@ import pytest
 
 from ledger.domain.account_ledger import ServiceLedger
 from ledger.domain.errors import (
+    BeyondStoredRange,
     InconsistentStream,
     InvalidLedgerEvent,
     OpeningBalanceConflict,
@@ -154,3 +155,46 @@ def test_rebuilt_from_history_it_decides_the_same() -> None:
 def test_impossible_history_is_refused(history: list[LedgerEvent]) -> None:
     with pytest.raises(InconsistentStream):
         ServiceLedger.from_history("100200300401", "electricity", history)
+
+
+# --- what the read models can store -------------------------------------------------------------
+
+NEAR_MAX = Decimal("9999999999.99")  # just under the application's limit of one amount (10 billion)
+
+
+def test_totals_beyond_the_stored_range_are_refused_and_change_nothing() -> None:
+    """Amounts each far below the limit, but a month's total (and the balance) would reach
+    STORED_LIMIT (NUMERIC(14,2)): the fact that would get there is refused, the stream unchanged."""
+    ledger = new_ledger()
+    for i in range(99):
+        ledger.post_correction(f"COR-{i}", MARCH, NEAR_MAX, "recount")
+    before = ledger.version
+    ledger.post_correction("COR-99", MARCH, NEAR_MAX, "recount")  # 999,999,999,999.00: still stored
+    with pytest.raises(BeyondStoredRange, match=r"corrections of 100200300401/electricity for 2025-03"):
+        ledger.post_correction("COR-100", MARCH, Decimal("1.00"), "recount")
+    assert ledger.version == before + 1
+    assert not ledger.knows_correction("COR-100")
+    # A fact that brings the totals back is fine: a negative correction in another month.
+    assert ledger.post_correction("COR-101", Period(2025, 4), -NEAR_MAX, "recount")
+
+
+def test_the_balance_beyond_the_stored_range_is_refused_in_every_later_month() -> None:
+    ledger = new_ledger()
+    ledger.set_opening_balance(Period(2025, 1), Decimal("-999999999000.00"))
+    ledger.receive_payment("BANK-1", date(2025, 3, 1), Decimal("999.00"), "Halyk")  # -999,999,999,999.00
+    # A payment in January moves every later balance below -10^12: refused, whichever month it names.
+    with pytest.raises(BeyondStoredRange, match=r"closing_balance .* -1000000000000\.00"):
+        ledger.receive_payment("BANK-2", date(2025, 1, 5), Decimal("1.00"), "Halyk")
+    # Reversing the March payment brings the balance back up: fine.
+    assert ledger.reverse_payment("BANK-1", "cancelled")
+    # And a stream loaded from its history is checked the same way.
+    rebuilt = ServiceLedger.from_history(ledger.account_no, ledger.service_code, _history(ledger))
+    with pytest.raises(BeyondStoredRange):
+        rebuilt.post_accrual("CHG-1", MARCH, NEAR_MAX * 101, None, Decimal("0.00"))
+
+
+def _history(ledger: ServiceLedger) -> list[LedgerEvent]:
+    assert ledger.opening is not None
+    payment = ledger.known_payment("BANK-1")
+    assert payment is not None
+    return [ledger.opening, payment, PaymentReversed("BANK-1", "cancelled")]
