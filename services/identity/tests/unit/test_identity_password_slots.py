@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from identity.adapters.password_hashing import Passwords, PasswordHashingBusy
+from identity.adapters.password_hashing import PasswordHashingBusy, Passwords
 from identity.settings import IdentitySettings
 
 
