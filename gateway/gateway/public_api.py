@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway import models as m
-from gateway.adapters.upstream import PROBLEM_JSON, CallContext, UpstreamProblem, UpstreamUnavailable
+from gateway.adapters.rate_limit import Limit, retry_minutes
+from gateway.adapters.upstream import PROBLEM_JSON, CallContext, UpstreamUnavailable
 from gateway.application.backend import PERIOD, SERVICE_CODE, Backend, Caller, Document
 from gateway.asyncapi import build_document as build_asyncapi
 from gateway.i18n import Language, negotiate
@@ -163,33 +164,17 @@ async def register(body: m.RegisterIn, request: Request, p: P) -> JSONResponse:
     """Creates a user (e-mail, password, ФИО). E-mails go out in the language of `Accept-Language`.
     An address already in use is 409; repeated 409s from one client address get 429 (probing which
     addresses have an account is cut off)."""
-    ip = client_ip(request)
-    retry_after = await p.limiter.blocked(p.register_limit, ip)
-    if retry_after is not None:
-        raise too_many(retry_after)
-    try:
-        result = await p.backend.identity("POST", "/auth/register", _ctx(request), m.dump(body))
-    except UpstreamProblem as problem:
-        if problem.status == 409:
-            await p.limiter.failed(p.register_limit, ip)
-        raise
-    return ok(result, 201)
+    ip = await _not_blocked(p, p.register_limit, request)
+    register = p.backend.identity("POST", "/auth/register", _ctx(request), m.dump(body))
+    return ok(await p.limiter.counting(p.register_limit, ip, register, status=409), 201)
 
 
 @identity.post("/auth/login", response_model=m.TokenOut, responses=problems(401, 422, 429, 503))
 async def login(body: m.LoginIn, request: Request, p: P) -> JSONResponse:
     """Signs in. Failed attempts are limited per client address (429 with Retry-After)."""
-    ip = client_ip(request)
-    retry_after = await p.limiter.blocked(p.login_limit, ip)
-    if retry_after is not None:
-        raise too_many(retry_after)
-    try:
-        result = await p.backend.identity("POST", "/auth/login", _ctx(request), m.dump(body))
-    except UpstreamProblem as problem:
-        if problem.status == 401:
-            await p.limiter.failed(p.login_limit, ip)
-        raise
-    return ok(result)
+    ip = await _not_blocked(p, p.login_limit, request)
+    login = p.backend.identity("POST", "/auth/login", _ctx(request), m.dump(body))
+    return ok(await p.limiter.counting(p.login_limit, ip, login, status=401))
 
 
 @identity.post("/auth/refresh", response_model=m.TokenOut, responses=problems(401, 422, 503))
@@ -268,17 +253,9 @@ async def list_accounts(caller: Auth, p: P) -> JSONResponse:
 async def link_account(body: m.LinkIn, request: Request, caller: Auth, p: P) -> JSONResponse:
     """Links an account by proof of the last payment (month and amount). A wrong proof: 422 with one
     generic message; repeated failures: 429."""
-    ip = client_ip(request)
-    retry_after = await p.limiter.blocked(p.link_limit, ip)
-    if retry_after is not None:
-        raise too_many(retry_after)
-    try:
-        result = await p.backend.link_account(caller, m.dump(body))
-    except UpstreamProblem as problem:
-        if problem.status == 422:
-            await p.limiter.failed(p.link_limit, ip)
-        raise
-    return ok(result, 201)
+    ip = await _not_blocked(p, p.link_limit, request)
+    link = p.backend.link_account(caller, m.dump(body))
+    return ok(await p.limiter.counting(p.link_limit, ip, link, status=422), 201)
 
 
 @accounts.delete("/accounts/{account_no}", status_code=204, responses=problems(401, 404, 503))
@@ -574,9 +551,18 @@ def too_many(retry_after: int) -> ApiProblem:
     return ApiProblem(
         429,
         "too_many_requests",
-        params={"minutes": max(1, -(-retry_after // 60))},
+        params={"minutes": retry_minutes(retry_after)},
         headers={"Retry-After": str(retry_after)},
     )
+
+
+async def _not_blocked(p: Parts, limit: Limit, request: Request) -> str:
+    """The client's address, unless it used up its failures under `limit` (then 429)."""
+    ip = client_ip(request)
+    retry_after = await p.limiter.blocked(limit, ip)
+    if retry_after is not None:
+        raise too_many(retry_after)
+    return ip
 
 
 for _sub in (identity, accounts, money, bills, reference):

@@ -6,9 +6,20 @@ a failure after it. A window starts at the first failure and lasts `window_s`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis.asyncio import Redis
+
+from gateway.adapters.upstream import UpstreamProblem
+
+T = TypeVar("T")
+
+
+def retry_minutes(retry_after: int) -> int:
+    """`Retry-After` seconds as whole minutes for a message (at least one)."""
+    return max(1, -(-retry_after // 60))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,16 @@ class FailureLimiter:
         pipe.incr(key)
         pipe.expire(key, limit.window_s, nx=True)
         await pipe.execute()
+
+    async def counting(self, limit: Limit, subject: str, call: Awaitable[T], *, status: int) -> T:
+        """`call`'s answer; a service's refusal with `status` (a wrong password, an address in use, a
+        wrong proof) counts as one of `subject`'s failures, and is raised on."""
+        try:
+            return await call
+        except UpstreamProblem as problem:
+            if problem.status == status:
+                await self.failed(limit, subject)
+            raise
 
     async def reset(self, limit: Limit, subject: str) -> None:
         await self._redis.delete(self._key(limit, subject))

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup
 
+from gateway.adapters.rate_limit import retry_minutes
 from gateway.adapters.upstream import UpstreamProblem, UpstreamUnavailable
 from gateway.application.backend import ACCOUNT_NO, PERIOD, SERVICE_CODE, AccountList
 from gateway.domain.chart import Month, bar_chart_svg
@@ -41,6 +44,8 @@ from gateway.web import client_ip, parts
 
 ALMATY = ZoneInfo("Asia/Almaty")
 SERVICE_UNAVAILABLE = "service_unavailable"
+# A password change refused for these: the session itself is gone (sign in again).
+SESSION_ENDED = ("not_authenticated", "invalid_token", "session_revoked")
 env = build_environment()
 router = APIRouter(include_in_schema=False)
 
@@ -145,6 +150,46 @@ def _decimal(value: str | None) -> str | None:
     return f"{number:.2f}"
 
 
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A page's `?from=…&to=…` filter, as typed (checked by each page)."""
+
+    from_: str | None
+    to: str | None
+
+
+def _range(from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None) -> Range:
+    return Range(from_, to)
+
+
+RangeQuery = Annotated[Range, Depends(_range)]
+
+
+def _period_range(query: Range) -> dict[str, str]:
+    """`from`/`to` months (YYYY-MM): by default the 12 months up to this one; swapped if reversed."""
+    end = _period_or(query.to, this_period())
+    start = _period_or(query.from_, months_back(end, 11))
+    if start > end:
+        start, end = end, start
+    return {"from": start, "to": end}
+
+
+def _reading_errors(values: dict[str, str], value_field: str) -> tuple[str | None, dict[str, str]]:
+    """A reading typed in a form (its value under `value_field`, its date under `reading_date`): the
+    value as a two-decimal string, and the fields at fault."""
+    errors: dict[str, str] = {}
+    value = _decimal(values[value_field])
+    if value is None or Decimal(value) < 0:
+        errors[value_field] = _("Введите показание счётчика, например 12345.6")
+    if _form_date(values["reading_date"]) is None:
+        errors["reading_date"] = _("Выберите дату снятия показаний")
+    return value, errors
+
+
+def _too_many_attempts(retry_after: int) -> str:
+    return _("Слишком много попыток. Повторите через %(minutes)s мин.", minutes=retry_minutes(retry_after))
+
+
 # --- rendering --------------------------------------------------------------------------------------------
 async def render(
     view: View, template: str, *, title: str, active: str | None = None, status: int = 200, **context: Any
@@ -187,6 +232,54 @@ def _menu(view: View, active: str | None) -> list[dict[str, Any]]:
         href = pattern.format(no=selected) if selected else (None if needs_account else pattern)
         items.append({"key": key, "label": translate(label), "href": href, "active": key == active})
     return items
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page's template, title (a message id) and menu item."""
+
+    template: str
+    title: str
+    active: str | None = None
+
+    async def render(self, view: View, *, status: int = 200, **context: Any) -> Response:
+        return await render(
+            view, self.template, title=translate(self.title), active=self.active, status=status, **context
+        )
+
+
+@dataclass
+class Submitted:
+    """What a form's call to a service came to: its answer, or the text to show (and the fields at fault)."""
+
+    value: Any = None
+    error: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    problem: UpstreamProblem | None = None  # the service's refusal, if it refused
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.problem is None
+
+
+async def submit(view: View, call: Awaitable[Any]) -> Submitted:
+    try:
+        return Submitted(value=await call)
+    except UpstreamUnavailable as exc:
+        return Submitted(error=down(exc, view))
+    except UpstreamProblem as problem:
+        error, errors = field_errors(problem, view)
+        return Submitted(error=error, errors=errors, problem=problem)
+
+
+async def pdf_download(view: View, content: bytes, name: str) -> Response:
+    return await view.finish(
+        Response(
+            content,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    )
 
 
 async def with_layout(
@@ -246,12 +339,18 @@ def field_errors(problem: UpstreamProblem, view: View) -> tuple[str, dict[str, s
 
 
 # --- anonymous pages ---------------------------------------------------------------------------------------
+LOGIN = Page("login.html", N_("Вход в личный кабинет"))
+REGISTER = Page("register.html", N_("Регистрация"))
+FORGOT_PASSWORD = Page("forgot_password.html", N_("Восстановление пароля"))
+RESET_PASSWORD = Page("reset_password.html", N_("Новый пароль"))
+
+
 @router.get("/login")
 async def login_page(request: Request) -> Response:
     view = await View.load(request)
     if view.session.authenticated:
         return await view.redirect("/")
-    return await render(view, "login.html", title=_("Вход в личный кабинет"), form={}, errors={})
+    return await LOGIN.render(view, form={}, errors={})
 
 
 @router.post("/login")
@@ -264,42 +363,27 @@ async def login_submit(request: Request) -> Response:
     error = None
     retry_after = await p.limiter.blocked(p.login_limit, ip)
     if retry_after is not None:
-        error = _(
-            "Слишком много попыток. Повторите через %(minutes)s мин.", minutes=max(1, -(-retry_after // 60))
-        )
+        error = _too_many_attempts(retry_after)
     elif not email or not password:
         error = _("Введите e-mail и пароль.")
     else:
-        try:
-            tokens = await p.backend.identity(
-                "POST", "/auth/login", view.context(), {"email": email, "password": password}
-            )
-        except UpstreamUnavailable as exc:
-            error = down(exc, view)
-        except UpstreamProblem as problem:
-            if problem.status == 401:
-                await p.limiter.failed(p.login_limit, ip)
-            error, _fields = field_errors(problem, view)
-        else:
-            await view.start_session(tokens)
+        login = p.backend.identity(
+            "POST", "/auth/login", view.context(), {"email": email, "password": password}
+        )
+        result = await submit(view, p.limiter.counting(p.login_limit, ip, login, status=401))
+        if result.ok:
+            await view.start_session(result.value)
             target = safe_next(view.session.after_login)
             view.session.after_login = None
             return await view.redirect(target)
-    return await render(
-        view,
-        "login.html",
-        title=_("Вход в личный кабинет"),
-        form={"email": email},
-        errors={},
-        error=error,
-        status=200,
-    )
+        error = result.error
+    return await LOGIN.render(view, form={"email": email}, errors={}, error=error, status=200)
 
 
 @router.get("/register")
 async def register_page(request: Request) -> Response:
     view = await View.load(request)
-    return await render(view, "register.html", title=_("Регистрация"), form={}, errors={})
+    return await REGISTER.render(view, form={}, errors={})
 
 
 @router.post("/register")
@@ -314,23 +398,15 @@ async def register_submit(request: Request) -> Response:
     ip = client_ip(request)
     retry_after = await p.limiter.blocked(p.register_limit, ip)
     if retry_after is not None:
-        error = _(
-            "Слишком много попыток. Повторите через %(minutes)s мин.", minutes=max(1, -(-retry_after // 60))
-        )
+        error = _too_many_attempts(retry_after)
     elif password != confirm:
         errors["password_confirm"] = _("Пароли не совпадают")
     else:
-        try:
-            await p.backend.identity(
-                "POST", "/auth/register", view.context(), {**values, "password": password}
-            )
-        except UpstreamUnavailable as exc:
-            error = down(exc, view)
-        except UpstreamProblem as problem:
-            if problem.status == 409:
-                await p.limiter.failed(p.register_limit, ip)
-            error, errors = field_errors(problem, view)
-        else:
+        register = p.backend.identity(
+            "POST", "/auth/register", view.context(), {**values, "password": password}
+        )
+        result = await submit(view, p.limiter.counting(p.register_limit, ip, register, status=409))
+        if result.ok:
             try:
                 tokens = await view.parts.backend.identity(
                     "POST", "/auth/login", view.context(), {"email": values["email"], "password": password}
@@ -341,15 +417,14 @@ async def register_submit(request: Request) -> Response:
             await view.start_session(tokens)
             view.flash("success", N_("Регистрация завершена. Добавьте лицевой счёт."))
             return await view.redirect("/")
-    return await render(
-        view, "register.html", title=_("Регистрация"), form=values, errors=errors, error=error
-    )
+        error, errors = result.error, result.errors
+    return await REGISTER.render(view, form=values, errors=errors, error=error)
 
 
 @router.get("/forgot-password")
 async def forgot_page(request: Request) -> Response:
     view = await View.load(request)
-    return await render(view, "forgot_password.html", title=_("Восстановление пароля"), form={}, sent=False)
+    return await FORGOT_PASSWORD.render(view, form={}, sent=False)
 
 
 @router.post("/forgot-password")
@@ -357,29 +432,16 @@ async def forgot_submit(request: Request) -> Response:
     view = await View.load(request)
     form = await view.form()
     email = form.get("email", "").strip()
-    error = None
-    sent = False
-    try:
-        await view.parts.backend.identity("POST", "/auth/password-reset", view.context(), {"email": email})
-        sent = True
-    except UpstreamUnavailable as exc:
-        error = down(exc, view)
-    except UpstreamProblem as problem:
-        error, _fields = field_errors(problem, view)
-    return await render(
-        view,
-        "forgot_password.html",
-        title=_("Восстановление пароля"),
-        form={"email": email},
-        sent=sent,
-        error=error,
+    result = await submit(
+        view, view.parts.backend.identity("POST", "/auth/password-reset", view.context(), {"email": email})
     )
+    return await FORGOT_PASSWORD.render(view, form={"email": email}, sent=result.ok, error=result.error)
 
 
 @router.get("/reset-password")
 async def reset_page(request: Request, token: str = "") -> Response:
     view = await View.load(request)
-    return await render(view, "reset_password.html", title=_("Новый пароль"), token=token, errors={})
+    return await RESET_PASSWORD.render(view, token=token, errors={})
 
 
 @router.post("/reset-password")
@@ -396,24 +458,21 @@ async def reset_submit(request: Request) -> Response:
     if password != confirm:
         errors["password_confirm"] = _("Пароли не совпадают")
     else:
-        try:
-            await view.parts.backend.identity(
+        result = await submit(
+            view,
+            view.parts.backend.identity(
                 "POST",
                 "/auth/password-reset/confirm",
                 view.context(),
                 {"token": token, "new_password": password},
-            )
-        except UpstreamUnavailable as exc:
-            error = down(exc, view)
-        except UpstreamProblem as problem:
-            error, errors = field_errors(problem, view)
-            errors = {("password" if k == "new_password" else k): v for k, v in errors.items()}
-        else:
+            ),
+        )
+        if result.ok:
             view.flash("success", N_("Пароль изменён. Войдите с новым паролем."))
             return await view.redirect("/login")
-    return await render(
-        view, "reset_password.html", title=_("Новый пароль"), token=token, errors=errors, error=error
-    )
+        error = result.error
+        errors = {("password" if k == "new_password" else k): v for k, v in result.errors.items()}
+    return await RESET_PASSWORD.render(view, token=token, errors=errors, error=error)
 
 
 @router.post("/language")
@@ -444,6 +503,12 @@ async def sitemap(request: Request) -> Response:
 
 
 # --- accounts ------------------------------------------------------------------------------------------------
+ACCOUNTS = Page("accounts.html", N_("Доступные лицевые счета"), "accounts")
+ACCOUNT_ADD = Page("account_add.html", N_("Добавление нового лицевого счёта"), "accounts")
+ACCOUNT_DELETE = Page("account_delete.html", N_("Удаление лицевого счёта"), "accounts")
+ACCOUNT_INFO = Page("account_info.html", N_("Информация по лицевому счёту"), "info")
+
+
 @router.get("/")
 async def start_page(request: Request) -> Response:
     """«Доступные лицевые счета»: the start page."""
@@ -453,23 +518,13 @@ async def start_page(request: Request) -> Response:
     await view.require_user()
     listing = await view.attempt(view.parts.backend.account_list(view.caller))
     await with_layout(view, listing=listing)
-    return await render(
-        view, "accounts.html", title=_("Доступные лицевые счета"), active="accounts", listing=listing
-    )
+    return await ACCOUNTS.render(view, listing=listing)
 
 
 @router.get("/accounts/add")
 async def add_account_page(request: Request) -> Response:
     view = await user_view(request)
-    return await render(
-        view,
-        "account_add.html",
-        title=_("Добавление нового лицевого счёта"),
-        active="accounts",
-        form={},
-        errors={},
-        max_month=this_period(),
-    )
+    return await ACCOUNT_ADD.render(view, form={}, errors={}, max_month=this_period())
 
 
 @router.post("/accounts/add")
@@ -495,45 +550,22 @@ async def add_account_submit(request: Request) -> Response:
         ip = client_ip(request)
         retry_after = await p.limiter.blocked(p.link_limit, ip)
         if retry_after is not None:
-            error = _(
-                "Слишком много попыток. Повторите через %(minutes)s мин.",
-                minutes=max(1, -(-retry_after // 60)),
-            )
+            error = _too_many_attempts(retry_after)
         else:
-            try:
-                await p.backend.link_account(view.caller, {**values, "last_payment_amount": amount})
-            except UpstreamUnavailable as exc:
-                error = down(exc, view)
-            except UpstreamProblem as problem:
-                if problem.status == 422:
-                    await p.limiter.failed(p.link_limit, ip)
-                error, errors = field_errors(problem, view)
-            else:
+            link = p.backend.link_account(view.caller, {**values, "last_payment_amount": amount})
+            result = await submit(view, p.limiter.counting(p.link_limit, ip, link, status=422))
+            if result.ok:
                 view.session.selected_account = values["account_no"]
                 view.flash("success", N_("Успешно добавлено"))
                 return await view.redirect("/")
-    return await render(
-        view,
-        "account_add.html",
-        title=_("Добавление нового лицевого счёта"),
-        active="accounts",
-        form=values,
-        errors=errors,
-        error=error,
-        max_month=this_period(),
-    )
+            error, errors = result.error, result.errors
+    return await ACCOUNT_ADD.render(view, form=values, errors=errors, error=error, max_month=this_period())
 
 
 @router.get("/accounts/{account_no}/delete")
 async def delete_account_page(request: Request, account_no: str) -> Response:
     view = await user_view(request, account_no)
-    return await render(
-        view,
-        "account_delete.html",
-        title=_("Удаление лицевого счёта"),
-        active="accounts",
-        account_no=account_no,
-    )
+    return await ACCOUNT_DELETE.render(view, account_no=account_no)
 
 
 @router.post("/accounts/{account_no}/delete")
@@ -558,76 +590,39 @@ async def delete_account_submit(request: Request, account_no: str) -> Response:
 async def account_page(request: Request, account_no: str) -> Response:
     """«Информация по лицевому счёту»."""
     view = await user_view(request, account_no)
-    return await render(
-        view,
-        "account_info.html",
-        title=_("Информация по лицевому счёту"),
-        active="info",
-        tariff_options=TARIFF_OPTIONS,
-    )
+    return await ACCOUNT_INFO.render(view, tariff_options=TARIFF_OPTIONS)
 
 
 # --- services and the statement ---------------------------------------------------------------------------------
+SERVICES = Page("services.html", N_("Информация по услугам"), "services")
+STATEMENT = Page("statement.html", N_("Выписка по услуге"), "services")
+
+
 @router.get("/accounts/{account_no}/services")
-async def services_page(
-    request: Request,
-    account_no: str,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-) -> Response:
+async def services_page(request: Request, account_no: str, query: RangeQuery) -> Response:
     """«Информация по услугам» with the period «с … по …»."""
     view = await user_view(request, account_no)
-    end = _period_or(to, this_period())
-    start = _period_or(from_, months_back(end, 11))
-    if start > end:
-        start, end = end, start
+    params = _period_range(query)
     section = await view.attempt(
-        view.parts.backend.account_call(
-            view.caller, account_no, "ledger", "GET", "/services", params={"from": start, "to": end}
-        )
+        view.parts.backend.account_call(view.caller, account_no, "ledger", "GET", "/services", params=params)
     )
-    return await render(
-        view,
-        "services.html",
-        title=_("Информация по услугам"),
-        active="services",
-        section=section,
-        period_from=start,
-        period_to=end,
-    )
-
-
-def _statement_params(from_: str | None, to: str | None) -> dict[str, str | None]:
-    end = _period_or(to, this_period())
-    start = _period_or(from_, months_back(end, 11))
-    if start > end:
-        start, end = end, start
-    return {"from": start, "to": end}
+    return await SERVICES.render(view, section=section, period_from=params["from"], period_to=params["to"])
 
 
 @router.get("/accounts/{account_no}/services/{service_code}/statement")
-async def statement_page(
-    request: Request,
-    account_no: str,
-    service_code: str,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-) -> Response:
+async def statement_page(request: Request, account_no: str, service_code: str, query: RangeQuery) -> Response:
     """The printable «Выписка по услуге»."""
     view = await user_view(request, account_no)
     if not SERVICE_CODE.fullmatch(service_code):
         raise ApiProblem(404, "not_found")
-    params = _statement_params(from_, to)
+    params = _period_range(query)
     section = await view.attempt(
         view.parts.backend.account_call(
             view.caller, account_no, "ledger", "GET", f"/services/{service_code}/statement", params=params
         )
     )
-    return await render(
+    return await STATEMENT.render(
         view,
-        "statement.html",
-        title=_("Выписка по услуге"),
-        active="services",
         section=section,
         service_code=service_code,
         period_from=params["from"],
@@ -636,49 +631,40 @@ async def statement_page(
 
 
 @router.get("/accounts/{account_no}/services/{service_code}/statement.pdf")
-async def statement_pdf(
-    request: Request,
-    account_no: str,
-    service_code: str,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-) -> Response:
+async def statement_pdf(request: Request, account_no: str, service_code: str, query: RangeQuery) -> Response:
     view = await View.load(request)
     await view.require_user()
     if not SERVICE_CODE.fullmatch(service_code):
         raise ApiProblem(404, "not_found")
-    params = _statement_params(from_, to)
+    params = _period_range(query)
     doc = await view.parts.backend.account_document(
         view.caller, account_no, "ledger", f"/services/{service_code}/statement", {**params, "format": "pdf"}
     )
     name = f"statement-{account_no}-{service_code}-{params['from']}-{params['to']}.pdf"
-    return await view.finish(
-        Response(
-            doc.content,
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    )
+    return await pdf_download(view, doc.content, name)
 
 
 # --- calculator -------------------------------------------------------------------------------------------------
+CALCULATOR = Page("calculator.html", N_("Расчёт начислений по эл.энергии"), "calculator")
+
+
+async def _calculator_page(
+    view: View, account_no: str, *, form: dict[str, str], errors: dict[str, str], result: Section[Any] | None
+) -> Response:
+    comparison = await view.attempt(
+        view.parts.backend.account_call(view.caller, account_no, "calculator", "GET", "/tariff-comparison")
+    )
+    return await CALCULATOR.render(
+        view, form=form, errors=errors, result=result, comparison=comparison, tariff_options=TARIFF_OPTIONS
+    )
+
+
 @router.get("/accounts/{account_no}/calculator")
 async def calculator_page(request: Request, account_no: str) -> Response:
     """«Расчёт начислений по эл.энергии»."""
     view = await user_view(request, account_no)
-    comparison = await view.attempt(
-        view.parts.backend.account_call(view.caller, account_no, "calculator", "GET", "/tariff-comparison")
-    )
-    return await render(
-        view,
-        "calculator.html",
-        title=_("Расчёт начислений по эл.энергии"),
-        active="calculator",
-        form={"reading_date": today().isoformat()},
-        errors={},
-        result=None,
-        comparison=comparison,
-        tariff_options=TARIFF_OPTIONS,
+    return await _calculator_page(
+        view, account_no, form={"reading_date": today().isoformat()}, errors={}, result=None
     )
 
 
@@ -687,17 +673,11 @@ async def calculator_submit(request: Request, account_no: str) -> Response:
     view = await user_view(request, account_no)
     form = await view.form()
     values = {"reading_date": form.get("reading_date", ""), "reading_value": form.get("reading_value", "")}
-    errors: dict[str, str] = {}
-    value = _decimal(values["reading_value"])
-    if value is None or Decimal(value) < 0:
-        errors["reading_value"] = _("Введите показание счётчика, например 12345.6")
-    if _form_date(values["reading_date"]) is None:
-        errors["reading_date"] = _("Выберите дату снятия показаний")
-    backend = view.parts.backend
+    value, errors = _reading_errors(values, "reading_value")
     result: Section[Any] | None = None
     if not errors:
         result = await view.attempt(
-            backend.account_call(
+            view.parts.backend.account_call(
                 view.caller,
                 account_no,
                 "calculator",
@@ -711,34 +691,19 @@ async def calculator_submit(request: Request, account_no: str) -> Response:
             errors = {
                 ("reading_value" if k in ("value", "current.value") else k): v for k, v in errors.items()
             }
-    comparison = await view.attempt(
-        backend.account_call(view.caller, account_no, "calculator", "GET", "/tariff-comparison")
-    )
-    return await render(
-        view,
-        "calculator.html",
-        title=_("Расчёт начислений по эл.энергии"),
-        active="calculator",
-        form=values,
-        errors=errors,
-        result=result,
-        comparison=comparison,
-        tariff_options=TARIFF_OPTIONS,
-    )
+    return await _calculator_page(view, account_no, form=values, errors=errors, result=result)
 
 
 # --- payments -----------------------------------------------------------------------------------------------------
+PAYMENTS = Page("payments.html", N_("Платежи"), "payments")
+
+
 @router.get("/accounts/{account_no}/payments")
-async def payments_page(
-    request: Request,
-    account_no: str,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-) -> Response:
+async def payments_page(request: Request, account_no: str, query: RangeQuery) -> Response:
     """«Платежи» with the period filter."""
     view = await user_view(request, account_no)
-    end = _date_or(to, today())
-    start = _date_or(from_, end - dt.timedelta(days=365))
+    end = _date_or(query.to, today())
+    start = _date_or(query.from_, end - dt.timedelta(days=365))
     if start > end:
         start, end = end, start
     section = await view.attempt(
@@ -751,18 +716,13 @@ async def payments_page(
             params={"from": start.isoformat(), "to": end.isoformat()},
         )
     )
-    return await render(
-        view,
-        "payments.html",
-        title=_("Платежи"),
-        active="payments",
-        section=section,
-        date_from=start.isoformat(),
-        date_to=end.isoformat(),
-    )
+    return await PAYMENTS.render(view, section=section, date_from=start.isoformat(), date_to=end.isoformat())
 
 
 # --- receipts -----------------------------------------------------------------------------------------------------
+RECEIPTS = Page("receipts.html", N_("Квитанции"), "receipts")
+
+
 @router.get("/accounts/{account_no}/receipts")
 async def receipts_page(request: Request, account_no: str) -> Response:
     """«Квитанции»: the bills, with «Просмотр» of the front and the back side, and the PDF."""
@@ -770,7 +730,7 @@ async def receipts_page(request: Request, account_no: str) -> Response:
     section = await view.attempt(
         view.parts.backend.account_call(view.caller, account_no, "receipts", "GET", "/receipts")
     )
-    return await render(view, "receipts.html", title=_("Квитанции"), active="receipts", section=section)
+    return await RECEIPTS.render(view, section=section)
 
 
 @router.get("/accounts/{account_no}/receipts/{period}.pdf")
@@ -782,14 +742,7 @@ async def receipt_pdf(request: Request, account_no: str, period: str) -> Respons
     doc = await view.parts.backend.account_document(
         view.caller, account_no, "receipts", f"/receipts/{period}.pdf", {}
     )
-    name = f"receipt-{account_no}-{period}.pdf"
-    return await view.finish(
-        Response(
-            doc.content,
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    )
+    return await pdf_download(view, doc.content, f"receipt-{account_no}-{period}.pdf")
 
 
 @router.get("/accounts/{account_no}/receipts/{period}")
@@ -821,6 +774,10 @@ async def receipt_page(request: Request, account_no: str, period: str, side: str
 
 
 # --- readings, consumption -----------------------------------------------------------------------------------------
+READINGS = Page("readings.html", N_("Передать показания"), "readings")
+CONSUMPTION = Page("consumption.html", N_("История потребления"), "consumption")
+
+
 async def _readings_page(
     view: View,
     account_no: str,
@@ -833,11 +790,8 @@ async def _readings_page(
     section = await view.attempt(
         view.parts.backend.account_call(view.caller, account_no, "calculator", "GET", "/readings")
     )
-    return await render(
+    return await READINGS.render(
         view,
-        "readings.html",
-        title=_("Передать показания"),
-        active="readings",
         section=section,
         form=form,
         errors=errors,
@@ -862,17 +816,13 @@ async def readings_submit(request: Request, account_no: str) -> Response:
     form = await view.form()
     values = {"reading_date": form.get("reading_date", ""), "value": form.get("value", "")}
     confirmed = form.get("confirm_implausible") == "on"
-    errors: dict[str, str] = {}
-    value = _decimal(values["value"])
-    if value is None or Decimal(value) < 0:
-        errors["value"] = _("Введите показание счётчика, например 12345.6")
-    if _form_date(values["reading_date"]) is None:
-        errors["reading_date"] = _("Выберите дату снятия показаний")
+    value, errors = _reading_errors(values, "value")
     error = None
     implausible = False
     if not errors:
-        try:
-            await view.parts.backend.account_call(
+        result = await submit(
+            view,
+            view.parts.backend.account_call(
                 view.caller,
                 account_no,
                 "calculator",
@@ -883,18 +833,16 @@ async def readings_submit(request: Request, account_no: str) -> Response:
                     "value": value,
                     "confirm_implausible": confirmed,
                 },
-            )
-        except UpstreamUnavailable as exc:
-            error = down(exc, view)
-        except UpstreamProblem as problem:
-            if problem.status == 404:
-                raise ApiProblem(404, "account_not_found") from None
-            implausible = problem.code == "implausible_consumption"
-            error, errors = field_errors(problem, view)
-            errors.pop("confirm_implausible", None)
-        else:
+            ),
+        )
+        if result.ok:
             view.flash("success", N_("Показание принято"))
             return await view.redirect(f"/accounts/{account_no}/readings")
+        if result.problem is not None and result.problem.status == 404:
+            raise ApiProblem(404, "account_not_found")
+        implausible = result.problem is not None and result.problem.code == "implausible_consumption"
+        error, errors = result.error, result.errors
+        errors.pop("confirm_implausible", None)
     return await _readings_page(
         view, account_no, form=values, errors=errors, error=error, implausible=implausible
     )
@@ -932,29 +880,21 @@ async def consumption_page(request: Request, account_no: str) -> Response:
                 estimated_label=_("расчётное"),
             )
         )
-    return await render(
-        view,
-        "consumption.html",
-        title=_("История потребления"),
-        active="consumption",
-        section=section,
-        chart=chart,
-        rows=rows,
-    )
+    return await CONSUMPTION.render(view, section=section, chart=chart, rows=rows)
 
 
 # --- requests -----------------------------------------------------------------------------------------------------
+REQUESTS = Page("requests.html", N_("Подать заявку"), "requests")
+
+
 async def _requests_page(
     view: View, account_no: str, *, form: dict[str, str], errors: dict[str, str], error: str | None
 ) -> Response:
     section = await view.attempt(
         view.parts.backend.account_call(view.caller, account_no, "accounts", "GET", "/requests")
     )
-    return await render(
+    return await REQUESTS.render(
         view,
-        "requests.html",
-        title=_("Подать заявку"),
-        active="requests",
         section=section,
         form=form,
         errors=errors,
@@ -984,8 +924,9 @@ async def requests_submit(request: Request, account_no: str) -> Response:
         errors["text"] = _("Опишите вашу заявку")
     error = None
     if not errors:
-        try:
-            created = await view.parts.backend.account_call(
+        result = await submit(
+            view,
+            view.parts.backend.account_call(
                 view.caller,
                 account_no,
                 "accounts",
@@ -995,32 +936,33 @@ async def requests_submit(request: Request, account_no: str) -> Response:
                 headers={"Idempotency-Key": f"portal-{form.get('form_id', '')}"}
                 if form.get("form_id")
                 else None,
-            )
-        except UpstreamUnavailable as exc:
-            error = down(exc, view)
-        except UpstreamProblem as problem:
-            error, errors = field_errors(problem, view)
-        else:
-            view.flash("success", N_("Заявка № %(id)s принята"), id=str(created.get("request_id", ""))[:8])
+            ),
+        )
+        if result.ok:
+            request_id = str(result.value.get("request_id", ""))[:8]
+            view.flash("success", N_("Заявка № %(id)s принята"), id=request_id)
             return await view.redirect(f"/accounts/{account_no}/requests")
+        error, errors = result.error, result.errors
     return await _requests_page(view, account_no, form=values, errors=errors, error=error)
 
 
 # --- e-bill -------------------------------------------------------------------------------------------------------
+EBILL = Page("ebill.html", N_("Подписаться на электронную квитанцию"), "ebill")
+
+
+async def _ebill_page(
+    view: View, account_no: str, *, form: dict[str, str], errors: dict[str, str], error: str | None
+) -> Response:
+    section = await view.attempt(_ebill(view, account_no))
+    return await EBILL.render(view, section=section, form=form, errors=errors, error=error)
+
+
 @router.get("/accounts/{account_no}/ebill")
 async def ebill_page(request: Request, account_no: str) -> Response:
     """«Подписаться на электронную квитанцию»."""
     view = await user_view(request, account_no)
-    section = await view.attempt(_ebill(view, account_no))
-    return await render(
-        view,
-        "ebill.html",
-        title=_("Подписаться на электронную квитанцию"),
-        active="ebill",
-        section=section,
-        form={"email": view.session.email or ""},
-        errors={},
-        error=None,
+    return await _ebill_page(
+        view, account_no, form={"email": view.session.email or ""}, errors={}, error=None
     )
 
 
@@ -1042,44 +984,42 @@ async def ebill_submit(request: Request, account_no: str) -> Response:
     view = await user_view(request, account_no)
     form = await view.form()
     backend = view.parts.backend
-    error = None
-    errors: dict[str, str] = {}
     email = form.get("email", "").strip()
-    try:
-        if form.get("action") == "unsubscribe":
-            await backend.account_call(view.caller, account_no, "receipts", "DELETE", "/ebill")
-            view.flash("success", N_("Подписка на электронную квитанцию отменена"))
-        else:
-            await backend.account_call(
-                view.caller, account_no, "receipts", "PUT", "/ebill", json={"email": email}
-            )
-            view.flash("success", N_("Вы подписаны на электронную квитанцию"))
+    if form.get("action") == "unsubscribe":
+        call = backend.account_call(view.caller, account_no, "receipts", "DELETE", "/ebill")
+        done = N_("Подписка на электронную квитанцию отменена")
+    else:
+        call = backend.account_call(
+            view.caller, account_no, "receipts", "PUT", "/ebill", json={"email": email}
+        )
+        done = N_("Вы подписаны на электронную квитанцию")
+    result = await submit(view, call)
+    if result.ok:
+        view.flash("success", done)
         return await view.redirect(f"/accounts/{account_no}/ebill")
-    except UpstreamUnavailable as exc:
-        error = down(exc, view)
-    except UpstreamProblem as problem:
-        if problem.status == 404 and problem.code == "account_not_found":
-            raise ApiProblem(404, "account_not_found") from None
-        error, errors = field_errors(problem, view)
-    section = await view.attempt(_ebill(view, account_no))
-    return await render(
-        view,
-        "ebill.html",
-        title=_("Подписаться на электронную квитанцию"),
-        active="ebill",
-        section=section,
-        form={"email": email},
-        errors=errors,
-        error=error,
+    if (
+        result.problem is not None
+        and result.problem.status == 404
+        and result.problem.code == "account_not_found"
+    ):
+        raise ApiProblem(404, "account_not_found")
+    return await _ebill_page(
+        view, account_no, form={"email": email}, errors=result.errors, error=result.error
     )
 
 
 # --- profile ------------------------------------------------------------------------------------------------------
+PASSWORD = Page("password.html", N_("Изменить пароль"), "password")
+EMAIL = Page("email.html", N_("Изменение E-mail адреса"), "email")
+CONFIRM_EMAIL = Page("confirm_email.html", N_("Подтверждение адреса e-mail"), "email")
+SETTINGS = Page("settings.html", N_("Персональные настройки"), "settings")
+
+
 @router.get("/profile/password")
 async def password_page(request: Request) -> Response:
     """«Изменить пароль»."""
     view = await user_view(request)
-    return await render(view, "password.html", title=_("Изменить пароль"), active="password", errors={})
+    return await PASSWORD.render(view, errors={})
 
 
 @router.post("/profile/password")
@@ -1092,34 +1032,25 @@ async def password_submit(request: Request) -> Response:
     if body["new_password"] != body["new_password_confirm"]:
         errors["new_password_confirm"] = _("Пароли не совпадают")
     else:
-        try:
-            await view.parts.backend.identity("POST", "/me/password", view.caller.ctx, body)
-        except UpstreamUnavailable as exc:
-            error = down(exc, view)
-        except UpstreamProblem as problem:
-            if problem.status == 401 and problem.code in (
-                "not_authenticated",
-                "invalid_token",
-                "session_revoked",
-            ):
-                await view.end_session()
-                raise PortalRedirect(view, "/login") from None
-            error, errors = field_errors(problem, view)
-        else:
+        result = await submit(
+            view, view.parts.backend.identity("POST", "/me/password", view.caller.ctx, body)
+        )
+        if result.ok:
             view.flash("success", N_("Пароль изменён. Начиная со следующего входа используйте новый пароль."))
             return await view.redirect("/profile/password")
-    return await render(
-        view, "password.html", title=_("Изменить пароль"), active="password", errors=errors, error=error
-    )
+        problem = result.problem
+        if problem is not None and problem.status == 401 and problem.code in SESSION_ENDED:
+            await view.end_session()
+            raise PortalRedirect(view, "/login")
+        error, errors = result.error, result.errors
+    return await PASSWORD.render(view, errors=errors, error=error)
 
 
 @router.get("/profile/email")
 async def email_page(request: Request) -> Response:
     """«Изменение E-mail адреса»."""
     view = await user_view(request)
-    return await render(
-        view, "email.html", title=_("Изменение E-mail адреса"), active="email", form={}, errors={}
-    )
+    return await EMAIL.render(view, form={}, errors={})
 
 
 @router.post("/profile/email")
@@ -1130,15 +1061,8 @@ async def email_submit(request: Request) -> Response:
         "new_email": form.get("new_email", "").strip(),
         "current_password": form.get("current_password", ""),
     }
-    errors: dict[str, str] = {}
-    error = None
-    try:
-        await view.parts.backend.identity("POST", "/me/email", view.caller.ctx, body)
-    except UpstreamUnavailable as exc:
-        error = down(exc, view)
-    except UpstreamProblem as problem:
-        error, errors = field_errors(problem, view)
-    else:
+    result = await submit(view, view.parts.backend.identity("POST", "/me/email", view.caller.ctx, body))
+    if result.ok:
         view.flash(
             "success",
             N_(
@@ -1147,14 +1071,8 @@ async def email_submit(request: Request) -> Response:
             email=body["new_email"],
         )
         return await view.redirect("/profile/email")
-    return await render(
-        view,
-        "email.html",
-        title=_("Изменение E-mail адреса"),
-        active="email",
-        form={"new_email": body["new_email"]},
-        errors=errors,
-        error=error,
+    return await EMAIL.render(
+        view, form={"new_email": body["new_email"]}, errors=result.errors, error=result.error
     )
 
 
@@ -1162,9 +1080,7 @@ async def email_submit(request: Request) -> Response:
 async def confirm_email_page(request: Request, token: str = "") -> Response:
     """The link from the confirmation e-mail: one click on «Подтвердить» changes the address."""
     view = await user_view(request)
-    return await render(
-        view, "confirm_email.html", title=_("Подтверждение адреса e-mail"), active="email", token=token
-    )
+    return await CONFIRM_EMAIL.render(view, token=token)
 
 
 @router.post("/confirm-email")
@@ -1172,41 +1088,23 @@ async def confirm_email_submit(request: Request) -> Response:
     view = await user_view(request)
     form = await view.form()
     token = form.get("token", "")
-    error = None
-    try:
-        profile = await view.parts.backend.identity(
-            "POST", "/me/email/confirm", view.caller.ctx, {"token": token}
-        )
-    except UpstreamUnavailable as exc:
-        error = down(exc, view)
-    except UpstreamProblem as problem:
-        error, _fields = field_errors(problem, view)
-    else:
-        view.session.email = profile.get("email", view.session.email)
+    result = await submit(
+        view, view.parts.backend.identity("POST", "/me/email/confirm", view.caller.ctx, {"token": token})
+    )
+    if result.ok:
+        view.session.email = result.value.get("email", view.session.email)
         view.dirty = True
         view.flash("success", N_("Адрес e-mail изменён на %(email)s"), email=str(view.session.email))
         return await view.redirect("/profile/email")
-    return await render(
-        view,
-        "confirm_email.html",
-        title=_("Подтверждение адреса e-mail"),
-        active="email",
-        token=token,
-        error=error,
-    )
+    return await CONFIRM_EMAIL.render(view, token=token, error=result.error)
 
 
 @router.get("/profile")
 async def settings_page(request: Request) -> Response:
     """«Персональные настройки»: the full name (ФИО) and the language."""
     view = await user_view(request)
-    return await render(
-        view,
-        "settings.html",
-        title=_("Персональные настройки"),
-        active="settings",
-        form={"full_name": view.session.full_name or "", "language": view.lang},
-        errors={},
+    return await SETTINGS.render(
+        view, form={"full_name": view.session.full_name or "", "language": view.lang}, errors={}
     )
 
 
@@ -1216,18 +1114,14 @@ async def settings_submit(request: Request) -> Response:
     form = await view.form()
     full_name = form.get("full_name", "").strip()
     language = parse_language(form.get("language")) or view.lang
-    errors: dict[str, str] = {}
-    error = None
-    try:
-        profile = await view.parts.backend.identity(
+    result = await submit(
+        view,
+        view.parts.backend.identity(
             "PATCH", "/me", view.caller.ctx, {"full_name": full_name, "language": language}
-        )
-    except UpstreamUnavailable as exc:
-        error = down(exc, view)
-    except UpstreamProblem as problem:
-        error, errors = field_errors(problem, view)
-    else:
-        view.session.full_name = profile.get("full_name", full_name)
+        ),
+    )
+    if result.ok:
+        view.session.full_name = result.value.get("full_name", full_name)
         view.dirty = True
         if language != view.lang:
             view.lang = language
@@ -1235,14 +1129,8 @@ async def settings_submit(request: Request) -> Response:
             view.set_language_cookie = True
         view.flash("success", N_("Изменения сохранены"))
         return await view.redirect("/profile")
-    return await render(
-        view,
-        "settings.html",
-        title=_("Персональные настройки"),
-        active="settings",
-        form={"full_name": full_name, "language": language},
-        errors=errors,
-        error=error,
+    return await SETTINGS.render(
+        view, form={"full_name": full_name, "language": language}, errors=result.errors, error=result.error
     )
 
 

@@ -3,10 +3,10 @@ field message is translated into Kazakh and English (not replaced by the generic
 
 from __future__ import annotations
 
-from accounts.problems import FIELD_MESSAGES
 from gateway.i18n import catalogs
 from gateway.problems import VIOLATION_TEXTS
 from identity.api import _PYDANTIC_MESSAGES
+from service_runtime.problems import FIELD_MESSAGES
 
 
 def test_every_service_field_code_is_translated() -> None:

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from service_runtime.db import Connection, open_pool
@@ -69,6 +69,17 @@ class _MetricsMiddleware(BaseHTTPMiddleware):
         return response
 
 
+def waiting_redis(settings: ServiceSettings) -> Redis:
+    """A Redis client whose pool waits up to `redis_pool_timeout_s` for a connection when all of its
+    `redis_max_connections` are busy, instead of failing at once."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url.get_secret_value(),
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_s,
+    )
+    return Redis.from_pool(pool)
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -88,7 +99,7 @@ def create_service_app(
             if uses_database
             else None
         )
-        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        redis = waiting_redis(settings)
         app.state.resources = ServiceResources(
             settings, pool, redis, KafkaProbe(settings.kafka_bootstrap_servers)
         )

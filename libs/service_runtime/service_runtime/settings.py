@@ -34,6 +34,10 @@ class ServiceSettings(BaseSettings):
         default_factory=dict, validation_alias=_shared("KAFKA_TOPIC_PARTITIONS")
     )
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), validation_alias=_shared("REDIS_URL"))
+    # Connections to Redis at most, and how long a command waits for a free one when all are busy
+    # (redis-py's default pool refuses the 101st concurrent command instead of waiting: 500s under a burst).
+    redis_max_connections: int = Field(512, ge=1)
+    redis_pool_timeout_s: float = Field(10.0, gt=0)
     # Identity's public keys, for verifying access tokens locally (service_runtime.auth).
     jwks_url: str = Field("http://127.0.0.1:8001/internal/v1/jwks.json", validation_alias=_shared("JWKS_URL"))
     log_level: str = Field("INFO", validation_alias=_shared("LOG_LEVEL"))

@@ -492,7 +492,10 @@ def create_app(settings: IdentitySettings) -> FastAPI:
             res: ServiceResources = app.state.resources
             assert res.pool is not None
             app.state.identity = build_service(settings, res.pool, res.redis, signer)
-            yield state
+            try:
+                yield state
+            finally:
+                app.state.identity.close()
 
     app.router.lifespan_context = lifespan
     return app

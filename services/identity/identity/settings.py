@@ -38,6 +38,8 @@ class IdentitySettings(ServiceSettings):
     # --- sessions and refresh tokens (Redis) -------------------------------------------------------
     # Every identity key in Redis starts with this, so tests (and several deployments) don't collide.
     redis_prefix: str = Field("identity:", min_length=1, max_length=100)
+    # A burst of sign-ins waits for a Redis connection at most this long (below the gateway's timeout).
+    redis_pool_timeout_s: float = Field(5.0, gt=0)
     # A session (refresh-token family) ends after this long without a refresh...
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
     # ...and in any case this long after the login.
@@ -53,12 +55,16 @@ class IdentitySettings(ServiceSettings):
     password_reset_min_response_s: float = Field(0.05, ge=0)
 
     # --- passwords (argon2id) ----------------------------------------------------------------------
-    argon2_time_cost: int = Field(3, ge=1)
-    argon2_memory_cost_kib: int = Field(64 * 1024, ge=8 * 1024)
-    argon2_parallelism: int = Field(4, ge=1)
-    # Hashes computed at once (None: the CPU count), and how long a request waits for a slot before 503.
+    # OWASP Password Storage Cheat Sheet: argon2id, m = 19 MiB, t = 2, p = 1 (README, "Passwords").
+    # Stored hashes with other parameters are rehashed at the next successful sign-in.
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_memory_cost_kib: int = Field(19 * 1024, ge=7 * 1024)
+    argon2_parallelism: int = Field(1, ge=1)
+    # Hashes computed at once (None: the CPUs this process may use), and how long a request waits for a
+    # slot before 503 + Retry-After. Keep the wait below the gateway's identity timeout (15 s), so that
+    # identity answers before the gateway gives up; below it, a burst of sign-ins is latency, not errors.
     argon2_concurrency: int | None = Field(None, ge=1)
-    argon2_queue_wait_s: float = Field(5.0, gt=0)
+    argon2_queue_wait_s: float = Field(10.0, gt=0)
 
     # --- links and e-mail --------------------------------------------------------------------------
     portal_base_url: str = "http://127.0.0.1:8000"

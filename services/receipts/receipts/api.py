@@ -15,7 +15,10 @@ whether or not it exists. Field names follow PUBLIC_API.md, so the gateway passe
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -27,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from contracts.events.receipts import Email, Language
 from contracts.money import Money
-from receipts.adapters import read_models
+from receipts.adapters import read_models, rendering
 from receipts.adapters.pdfs import pdf_for
 from receipts.adapters.rendering import TEMPLATE_VERSION, render_html
 from receipts.application import ebills
@@ -258,6 +261,8 @@ def _busy() -> Problem:
 
 def create_app(settings: ReceiptsSettings) -> FastAPI:
     def configure(app: FastAPI) -> None:
+        rendering.configure(rendering.config_from(settings))  # on-demand renders (a lazy Chromium)
+        _close_engine_on_shutdown(app)
         app.state.receipts_settings = settings
         app.state.token_verifier = TokenVerifier(settings.jwks_url)
         app.state.store = EventStore(producer="receipts")
@@ -267,6 +272,21 @@ def create_app(settings: ReceiptsSettings) -> FastAPI:
     return create_service_app(
         settings, title="receipts (internal)", migrations_dir=MIGRATIONS_DIR, configure=configure
     )
+
+
+def _close_engine_on_shutdown(app: FastAPI) -> None:
+    """Close the process's Chromium (if one was started) when the app shuts down."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with inner(app) as state:
+            try:
+                yield state
+            finally:
+                await asyncio.to_thread(rendering.close_engine)
+
+    app.router.lifespan_context = lifespan
 
 
 app = create_app(ReceiptsSettings())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -43,3 +44,11 @@ class ReceiptsSettings(ServiceSettings):
     render_backoff_base_s: float = 10.0  # 10 s, 20 s, 40 s, ... capped at render_backoff_max_s
     render_backoff_max_s: float = 600.0
     render_lease_s: float = 120.0  # a claimed render is retried after this if its renderer died
+
+    # The PDF engine (adapters/rendering.py): Chromium's print-to-PDF (measured ~2–2.5 × WeasyPrint's bills
+    # per CPU-second, see the README) or WeasyPrint; both print the same template. With "chromium", a bill
+    # Chromium can't print (not installed, didn't start, timed out) is printed by WeasyPrint.
+    pdf_engine: Literal["chromium", "weasyprint"] = "chromium"
+    chromium_path: str | None = None  # None: Debian's /usr/lib/chromium/chromium (or /usr/bin/chromium)
+    chromium_pages: int = Field(1, ge=1, le=16)  # bills in flight per process (API: on-demand renders)
+    pdf_render_timeout_s: float = Field(30.0, gt=0)  # per bill, Chromium's load + print

@@ -54,7 +54,7 @@ def background(
     settings: ReceiptsSettings, pool: AsyncConnectionPool[Connection]
 ) -> Sequence[Coroutine[Any, Any, None]]:
     return [
-        PdfRenderer(pool, settings).run(),
+        PdfRenderer(pool, settings).run(),  # also sets the process's PDF engine (the sender's renders)
         EBillSender(pool, settings, EventStore(producer=PRODUCER)).run(),
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -110,3 +111,23 @@ def test_every_service_module_imports_and_names_its_app() -> None:
         module = importlib.import_module(f"{name}.api")
         assert isinstance(module.app, FastAPI)
     assert Path(REPO / "deploy/local/Procfile").read_text().count("uvicorn") == 6
+
+
+async def test_redis_client_waits_for_a_free_connection_instead_of_failing(stack_env: dict[str, str]) -> None:
+    """More concurrent commands than pooled connections queue for a connection (redis-py's default pool
+    raises MaxConnectionsError on the first command past its limit: 500s under a burst of sign-ins)."""
+    from service_runtime.app import waiting_redis
+
+    settings = ServiceSettings(  # type: ignore[call-arg]
+        redis_url=stack_env["REDIS_URL"], redis_max_connections=2, redis_pool_timeout_s=30
+    )
+    redis = waiting_redis(settings)
+    key = f"test:pool:{uuid.uuid4()}"
+    try:
+        # Each BLPOP holds its connection until it times out: 8 of them through 2 connections.
+        results = await asyncio.gather(*(redis.blpop([key], timeout=0.2) for _ in range(8)))
+        assert results == [None] * 8
+        assert await redis.incr(key) == 1
+    finally:
+        await redis.delete(key)
+        await redis.aclose()

@@ -10,37 +10,31 @@ own messages with fresh account numbers and ids.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date
 from typing import Any
 
 import httpx
-import jwt
-import orjson
-import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from accounts.api import create_app
 from accounts.settings import MIGRATIONS_DIR, AccountsSettings
 from accounts.worker import handlers
 from contracts import backoffice as bo
-from contracts.envelope import Envelope
 from contracts.events import ledger
 from contracts.topics import dead_letter_topic
-from service_runtime.auth import TokenVerifier
 from service_runtime.kafka import ensure_topics
 from service_runtime.migrations import migrate_to_head
 from tests.support.harness import ServiceHarness
+from tests.support.messages import backoffice_message, canonical_envelope
+from tests.support.offsets import Offsets, end_offsets, seed_consumer_offsets
 from tests.support.stack import eventually, produce
+from tests.support.tokens import SigningKeys
 
-Offsets = dict[str, dict[int, int]]
 LEDGER_VERSION_BASE = 1_000_000
 
 WATCHED_TOPICS = (
@@ -55,40 +49,6 @@ WATCHED_TOPICS = (
 )
 
 
-async def end_offsets(bootstrap: str, topics: Sequence[str]) -> Offsets:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)  # its partitions_for() fetches the metadata
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await producer.start()
-    await consumer.start()
-    try:
-        result: Offsets = {}
-        for topic in topics:
-            tps = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
-            ends = await consumer.end_offsets(tps)
-            result[topic] = {tp.partition: int(offset) for tp, offset in ends.items()}
-            assert result[topic], f"no partitions found for {topic}"
-        return result
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
-def seed_consumer_offsets(dsn: str, consumer_prefix: str, offsets: Offsets) -> None:
-    """Make every consumer of the harness start at `offsets` (what a rebuild's replay starts from, too)."""
-    rows = [
-        (f"{consumer_prefix}.{handler.name}", topic, partition, offset)
-        for handler in handlers()
-        for topic in handler.topics
-        for partition, offset in offsets[topic].items()
-    ]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-            rows,
-        )
-
-
 class AccountsStack:
     """The running service plus helpers to feed it and look inside."""
 
@@ -98,38 +58,21 @@ class AccountsStack:
         self.start = start
         self.bootstrap = settings.kafka_bootstrap_servers
         self.api: httpx.AsyncClient = harness.client
-        self._key = Ed25519PrivateKey.generate()
-        jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
-        verifier = TokenVerifier("http://127.0.0.1:9/not-used", cache_s=1e9)
-        verifier.load_jwks({"keys": [{**jwk, "kid": "test-key"}]})
+        self._keys = SigningKeys()
         assert harness.app is not None
-        harness.app.state.token_verifier = verifier
+        harness.app.state.token_verifier = self._keys.verifier()
         self._ledger_versions: dict[str, int] = {}
         self.account_nos: list[str] = []
         self.office_codes: list[str] = []
 
     def seed_progress_at_start(self) -> None:
         seed_consumer_offsets(
-            self.settings.dsn, f"{self.settings.service_name}-{self.harness.instance}", self.start
+            self.settings.dsn, f"{self.settings.service_name}-{self.harness.instance}", handlers(), self.start
         )
 
     # --- identities ------------------------------------------------------------------------------
     def auth(self, user_id: uuid.UUID) -> dict[str, str]:
-        now = int(time.time())
-        token = jwt.encode(
-            {
-                "iss": "lk-identity",
-                "aud": "lk-portal",
-                "sub": str(user_id),
-                "sid": "s1",
-                "iat": now,
-                "exp": now + 3600,
-            },
-            self._key,
-            algorithm="EdDSA",
-            headers={"kid": "test-key"},
-        )
-        return {"Authorization": f"Bearer {token}"}
+        return self._keys.auth(user_id)
 
     def new_account_no(self) -> str:
         number = str(random.randint(10**11, 10**12 - 1))
@@ -147,15 +90,9 @@ class AccountsStack:
         event_type: str, payload: dict[str, Any], event_id: uuid.UUID | None = None
     ) -> tuple[uuid.UUID, bytes]:
         event_id = event_id or uuid.uuid4()
-        envelope = {
-            "event_id": str(event_id),
-            "event_type": event_type,
-            "schema_version": 1,
-            "occurred_at": "2025-03-14T09:21:00+05:00",
-            "producer": "backoffice",
-            "payload": payload,
-        }
-        return event_id, orjson.dumps(envelope)
+        return event_id, backoffice_message(
+            event_type, payload, event_id, occurred_at="2025-03-14T09:21:00+05:00"
+        )
 
     async def send(self, topic: str, key: str, *values: bytes) -> None:
         await produce(self.bootstrap, topic, [(key.encode(), v) for v in values])
@@ -199,14 +136,7 @@ class AccountsStack:
         # event of each version. Versions far above its own keep these stand-ins from being shadowed.
         version = self._ledger_versions.get(stream, LEDGER_VERSION_BASE) + 1
         self._ledger_versions[stream] = version
-        envelope = Envelope(
-            event_type=type(payload).__name__,
-            schema_version=1,
-            stream_id=stream,
-            stream_version=version,
-            producer="ledger",
-            payload=payload.model_dump(mode="json"),
-        )
+        envelope = canonical_envelope(stream, version, payload, "ledger")
         await produce(self.bootstrap, ledger.TOPIC, [(stream.encode(), envelope.to_json_bytes())])
 
     async def pay(self, account_no: str, payment_id: str, paid_on: date, amount: str) -> None:
@@ -347,6 +277,6 @@ async def accounts(make_database: Callable[[], str], kafka_bootstrap: str) -> As
     await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
     await ensure_topics(kafka_bootstrap)
     start = await end_offsets(kafka_bootstrap, WATCHED_TOPICS)
-    seed_consumer_offsets(settings.dsn, f"{settings.service_name}-{harness.instance}", start)
+    seed_consumer_offsets(settings.dsn, f"{settings.service_name}-{harness.instance}", handlers(), start)
     async with harness:
         yield AccountsStack(harness, settings, start)

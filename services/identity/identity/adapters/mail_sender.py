@@ -9,28 +9,23 @@ runs out (at-least-once; the `Message-ID` stays the same, so mail clients show i
 Messages with a live token (`sensitive`) get their bodies erased once delivered.
 
 The loop wakes on `NOTIFY outbound_mail` (a trigger on insert) and polls every `mail_poll_interval_s`.
+The loop, the SMTP sending and the backoff are `service_runtime.mail`'s; the SQL is this table's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import format_datetime
 from typing import Any
 
-import aiosmtplib
 from prometheus_client import Counter
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from contracts.envelope import utc_now
 from identity.settings import IdentitySettings
 from service_runtime.db import Connection
+from service_runtime.mail import RETRYABLE, Backoff, OutboxLoop, outbox_message, send_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +33,6 @@ MAIL_SENT = Counter("identity_mail_sent_total", "Messages delivered to SMTP", ["
 MAIL_FAILED = Counter("identity_mail_failures_total", "Failed delivery passes", ["kind"])
 
 LEASE_S = 120
-_RETRYABLE = (aiosmtplib.SMTPException, OSError, TimeoutError)
 
 _CLAIM_SQL = """
 UPDATE outbound_mail SET attempts = attempts + 1, locked_until = now() + make_interval(secs => %s)
@@ -68,36 +62,20 @@ class _Due:
     created_at: Any
 
 
-class MailSender:
+class MailSender(OutboxLoop):
     def __init__(self, pool: AsyncConnectionPool[Connection], settings: IdentitySettings) -> None:
+        super().__init__(
+            dsn=settings.dsn,
+            channel="outbound_mail",
+            poll_interval_s=settings.mail_poll_interval_s,
+            name="mail sender",
+            logger=log,
+        )
         self._pool = pool
         self._settings = settings
-        self._stopping = False
-        self._wakeup = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
-        try:
-            while not self._stopping:
-                try:
-                    sent = await self.send_due()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # PostgreSQL unavailable: keep trying
-                    log.warning("mail sender pass failed", extra={"error": repr(exc)})
-                    sent = 0
-                if sent == 0:
-                    self._wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), self._settings.mail_poll_interval_s)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        self._backoff = Backoff(
+            settings.mail_retry_base_s, settings.mail_retry_max_s, settings.mail_max_attempts
+        )
 
     async def send_due(self) -> int:
         """One pass: claims due messages and tries each. Returns how many were claimed."""
@@ -110,15 +88,10 @@ class MailSender:
 
     async def _deliver(self, mail: _Due) -> None:
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._settings.mail_send_attempts_per_pass),
-                wait=wait_exponential(multiplier=0.2, max=2.0),
-                retry=retry_if_exception_type(_RETRYABLE),
-                reraise=True,
-            ):
-                with attempt:
-                    await self._send(mail)
-        except _RETRYABLE as exc:
+            await send_with_retries(
+                self._message(mail), self._settings, attempts=self._settings.mail_send_attempts_per_pass
+            )
+        except RETRYABLE as exc:
             await self._failed(mail, exc)
             return
         async with self._pool.connection() as conn:
@@ -135,9 +108,7 @@ class MailSender:
         )
 
     async def _failed(self, mail: _Due, exc: BaseException) -> None:
-        s = self._settings
-        give_up = mail.attempts >= s.mail_max_attempts
-        delay = min(s.mail_retry_base_s * 2 ** (mail.attempts - 1), s.mail_retry_max_s)
+        delay, give_up = self._backoff.after(mail.attempts)
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE outbound_mail SET locked_until = NULL, last_error = %s,"
@@ -157,42 +128,14 @@ class MailSender:
         )
 
     def _message(self, mail: _Due) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = self._settings.mail_from
-        message["To"] = mail.to
-        message["Subject"] = mail.subject
-        message["Date"] = format_datetime(utc_now())
-        # Stable across retries, so a message delivered twice is recognisably the same one.
-        message["Message-ID"] = f"<{mail.mail_id.hex}@identity.lk-portal>"
-        message["Auto-Submitted"] = "auto-generated"
-        message["X-LK-Mail-Kind"] = mail.kind
+        message = outbox_message(
+            sender=self._settings.mail_from,
+            to=mail.to,
+            subject=mail.subject,
+            message_id=f"<{mail.mail_id.hex}@identity.lk-portal>",
+            kind=mail.kind,
+        )
         message.set_content(mail.text)
         message.add_alternative(mail.html, subtype="html")
         message["Content-Language"] = mail.language  # after set_content(), which drops Content-* headers
         return message
-
-    async def _send(self, mail: _Due) -> None:
-        s = self._settings
-        await aiosmtplib.send(
-            self._message(mail),
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            use_tls=s.smtp_use_tls,
-            start_tls=s.smtp_start_tls,
-            timeout=s.smtp_timeout_s,
-        )
-
-    async def _listen(self) -> None:
-        while not self._stopping:
-            try:
-                conn = await AsyncConnection.connect(self._settings.dsn, autocommit=True)
-                async with conn:
-                    await conn.execute("LISTEN outbound_mail")
-                    async for _ in conn.notifies():
-                        self._wakeup.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                await asyncio.sleep(1.0)

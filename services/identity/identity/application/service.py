@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from contracts.envelope import utc_now
 from identity.adapters import postgres as db
 from identity.adapters.keys import TokenSigner
-from identity.adapters.password_hashing import Passwords
+from identity.adapters.password_hashing import PasswordHashingBusy, Passwords
 from identity.adapters.postgres import EmailAlreadyUsed, UserRow, Users
 from identity.adapters.sessions import RefreshOutcome, SessionStore, digest
 from identity.adapters.throttle import LoginThrottle
@@ -176,10 +176,7 @@ class IdentityService:
             raise InvalidCredentials()
         assert stored_hash is not None
         await self._throttle.record_success(email)
-        if self._passwords.needs_rehash(stored_hash):
-            new_hash = await self._passwords.hash(password)
-            async with self._pool.connection() as conn:
-                await db.rehash_password(conn, row.user_id, stored_hash, new_hash)
+        await self._upgrade_hash(row.user_id, stored_hash, password)
         session = await self._sessions.create(row.user_id, client=client, user_agent=user_agent)
         _audit(
             "login_succeeded",
@@ -190,6 +187,28 @@ class IdentityService:
             session_id=session.session_id,
         )
         return self._issue(row.user_id, session.session_id, session.refresh_token)
+
+    async def _upgrade_hash(self, user_id: uuid.UUID, stored_hash: str, password: str) -> None:
+        """A hash made with other argon2 parameters than the configured ones is replaced by one made with
+        them (the password was just verified). Best effort: with every hashing slot taken, the sign-in
+        goes on and the next one upgrades it."""
+        if not self._passwords.needs_rehash(stored_hash):
+            return
+        try:
+            new_hash = await self._passwords.hash(password)
+        except PasswordHashingBusy:
+            return
+        async with self._pool.connection() as conn:
+            await db.rehash_password(conn, user_id, stored_hash, new_hash)
+        _audit(
+            "password_rehashed",
+            "password hash upgraded",
+            user_id=user_id,
+            parameters=self._passwords.parameters,
+        )
+
+    def close(self) -> None:
+        self._passwords.close()
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         rotation = await self._sessions.rotate(refresh_token)

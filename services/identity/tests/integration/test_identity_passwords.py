@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from email.message import EmailMessage
 
+from argon2 import PasswordHasher, Type
+
 from services.identity.tests.integration.identity_testkit import (
     PASSWORD,
     Identity,
@@ -189,3 +191,37 @@ async def test_forgotten_password(identity: Identity) -> None:
         "SELECT count(*) FROM outbound_mail WHERE user_id = %s AND kind = 'password_reset'", (user_id,)
     )
     assert queued[0][0] == identity.settings.password_reset_max_per_window
+
+
+async def test_a_hash_with_other_parameters_is_upgraded_at_the_next_sign_in(identity: Identity) -> None:
+    """Users whose hash predates the current argon2 parameters (argon2-cffi's defaults were m=64 MiB,
+    t=3, p=4) keep signing in, and their first successful sign-in stores a hash with the current ones."""
+    email = new_email("rehash")
+    user_id = await identity.register(email)
+    old = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=2, type=Type.ID).hash(PASSWORD)
+
+    async def stored() -> str:
+        async with identity.harness.pool.connection() as conn:
+            cur = await conn.execute("SELECT password_hash FROM credentials WHERE user_id = %s", (user_id,))
+            row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    fresh = await stored()  # registration hashes with the configured parameters: OWASP's by default
+    assert fresh.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), fresh
+    async with identity.harness.pool.connection() as conn:
+        await conn.execute("UPDATE credentials SET password_hash = %s WHERE user_id = %s", (old, user_id))
+
+    # A wrong password changes nothing.
+    wrong = await identity.client.post(
+        f"{API}/auth/login", json={"email": email, "password": "Неверный-пароль-2025"}
+    )
+    assert wrong.status_code == 401
+    assert await stored() == old
+
+    await identity.login(email)
+    upgraded = await stored()
+    assert upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), upgraded
+    PasswordHasher().verify(upgraded, PASSWORD)  # the parameters are read from the hash itself
+    await identity.login(email)
+    assert await stored() == upgraded  # already current: not hashed again

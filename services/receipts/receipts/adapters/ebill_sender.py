@@ -14,25 +14,19 @@ SMTP server's "250 OK" and the commit of `sent_at` sends again when the lease ru
 there); the Message-ID is the same (`message_id_for`), so mail clients show one message.
 
 The loop wakes on `NOTIFY ebill_deliveries` (a trigger on insert) and polls every `ebill_poll_interval_s`.
+The loop, the SMTP sending and the backoff are `service_runtime.mail`'s; the SQL is this table's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import format_datetime
 
-import aiosmtplib
 from prometheus_client import Counter
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from contracts.envelope import utc_now
 from contracts.events.receipts import EBillSent, receipt_stream
 from receipts.adapters.pdfs import pdf_for
 from receipts.adapters.read_models import snapshot_by_id
@@ -40,13 +34,12 @@ from receipts.domain.ebill_message import compose
 from receipts.settings import ReceiptsSettings
 from service_runtime.db import Connection
 from service_runtime.eventstore import ConcurrencyError, EventStore, NewEvent
+from service_runtime.mail import Backoff, OutboxLoop, outbox_message, send_with_retries
 
 log = logging.getLogger(__name__)
 
 EBILLS_SENT = Counter("receipts_ebills_sent_total", "E-bills delivered to SMTP")
 EBILL_FAILURES = Counter("receipts_ebill_failures_total", "Failed e-bill delivery passes")
-
-_RETRYABLE = (aiosmtplib.SMTPException, OSError, TimeoutError)
 
 _CLAIM_SQL = """
 UPDATE ebill_deliveries SET attempts = attempts + 1, locked_until = now() + make_interval(secs => %s)
@@ -75,39 +68,23 @@ class _Due:
     attempts: int
 
 
-class EBillSender:
+class EBillSender(OutboxLoop):
     def __init__(
         self, pool: AsyncConnectionPool[Connection], settings: ReceiptsSettings, store: EventStore
     ) -> None:
+        super().__init__(
+            dsn=settings.dsn,
+            channel="ebill_deliveries",
+            poll_interval_s=settings.ebill_poll_interval_s,
+            name="e-bill",
+            logger=log,
+        )
         self._pool = pool
         self._settings = settings
         self._store = store
-        self._stopping = False
-        self._wakeup = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        listener = asyncio.create_task(self._listen())
-        try:
-            while not self._stopping:
-                try:
-                    claimed = await self.send_due()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # PostgreSQL unavailable, say: keep trying
-                    log.warning("e-bill pass failed", extra={"error": repr(exc)})
-                    claimed = 0
-                if claimed == 0:
-                    self._wakeup.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), self._settings.ebill_poll_interval_s)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        self._backoff = Backoff(
+            settings.ebill_backoff_base_s, settings.ebill_backoff_max_s, settings.ebill_max_attempts
+        )
 
     async def send_due(self) -> int:
         """One pass: claim due deliveries and try each. Returns how many were claimed."""
@@ -127,15 +104,7 @@ class EBillSender:
             return
         try:
             pdf = await pdf_for(self._pool, delivery.receipt_id, snapshot)
-            message = self._message(delivery, snapshot, pdf)
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(3),
-                wait=wait_exponential(multiplier=0.2, max=2.0),
-                retry=retry_if_exception_type(_RETRYABLE),
-                reraise=True,
-            ):
-                with attempt:
-                    await self._send(message)
+            await send_with_retries(self._message(delivery, snapshot, pdf), self._settings, attempts=3)
         except Exception as exc:
             await self._failed(delivery, exc)
             return
@@ -179,9 +148,8 @@ class EBillSender:
         raise RuntimeError(f"could not record EBillSent on {stream}")
 
     async def _failed(self, delivery: _Due, exc: BaseException, *, give_up: bool = False) -> None:
-        s = self._settings
-        give_up = give_up or delivery.attempts >= s.ebill_max_attempts
-        delay = min(s.ebill_backoff_base_s * 2 ** (delivery.attempts - 1), s.ebill_backoff_max_s)
+        delay, exhausted = self._backoff.after(delivery.attempts)
+        give_up = give_up or exhausted
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE ebill_deliveries SET locked_until = NULL, last_error = %s,"
@@ -197,41 +165,14 @@ class EBillSender:
 
     def _message(self, delivery: _Due, snapshot: dict[str, object], pdf: bytes) -> EmailMessage:
         text = compose(snapshot, delivery.language)
-        message = EmailMessage()
-        message["From"] = self._settings.mail_from
-        message["To"] = delivery.email
-        message["Subject"] = text.subject
-        message["Date"] = format_datetime(utc_now())
-        message["Message-ID"] = delivery.message_id
-        message["Auto-Submitted"] = "auto-generated"
-        message["X-LK-Mail-Kind"] = "ebill"
+        message = outbox_message(
+            sender=self._settings.mail_from,
+            to=delivery.email,
+            subject=text.subject,
+            message_id=delivery.message_id,
+            kind="ebill",
+        )
         message.set_content(text.body)
         message.add_attachment(pdf, maintype="application", subtype="pdf", filename=text.attachment_name)
         message["Content-Language"] = delivery.language
         return message
-
-    async def _send(self, message: EmailMessage) -> None:
-        s = self._settings
-        await aiosmtplib.send(
-            message,
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            use_tls=s.smtp_use_tls,
-            start_tls=s.smtp_start_tls,
-            timeout=s.smtp_timeout_s,
-        )
-
-    async def _listen(self) -> None:
-        while not self._stopping:
-            try:
-                conn = await AsyncConnection.connect(self._settings.dsn, autocommit=True)
-                async with conn:
-                    await conn.execute("LISTEN ebill_deliveries")
-                    async for _ in conn.notifies():
-                        self._wakeup.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                await asyncio.sleep(1.0)

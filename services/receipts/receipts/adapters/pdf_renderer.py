@@ -7,7 +7,7 @@ e-mail then reads the stored PDF.
 - `render_processes` slots (at least one) each claim one queued bill at a time (`FOR UPDATE SKIP LOCKED`
   plus a lease in `locked_until`, so several workers share the queue and a dead one's claims come back;
   bills with e-bills to send first, then the oldest),
-  render it through `rendering.render_pdf` and store it with `pdfs.store_pdf`, which takes it off the
+  render it through `rendering.render_pdf` (Chromium, or WeasyPrint: `RECEIPTS_PDF_ENGINE`) and store it with `pdfs.store_pdf`, which takes it off the
   queue in the same transaction. With `render_processes` > 0 the renders run in that many worker
   processes (spawned, each with its own warm WeasyPrint: a render is CPU-bound Python, so processes are
   what use more than one core); with 0, in this process's render thread.
@@ -94,6 +94,8 @@ class PdfRenderer:
         self._settings = settings
         self._render = render
         self._processes = settings.render_processes if processes is None else processes
+        self._engine = rendering.config_from(settings)
+        rendering.configure(self._engine)  # this process's renders (processes = 0) and on-demand ones
         self._executor: Executor | None = None
         self._stopping = False
         self._generation = 0  # bumped by every NOTIFY; an idle slot waits for it to move
@@ -202,7 +204,7 @@ class PdfRenderer:
                 max_workers=self._processes,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork a process with threads
                 initializer=_start_render_process,
-                initargs=(self._settings.render_niceness,),
+                initargs=(self._settings.render_niceness, self._engine),
             )
         return self._executor
 
@@ -251,9 +253,11 @@ class PdfRenderer:
                 await asyncio.sleep(1.0)
 
 
-def _start_render_process(niceness: int) -> None:
+def _start_render_process(niceness: int, engine: rendering.EngineConfig) -> None:
     """A render process's initializer: lower its CPU priority (rendering ahead of downloads is background
-    work; ingesting events and answering users come first), then warm WeasyPrint up."""
+    work; ingesting events and answering users come first; a Chromium started from here inherits it), set
+    the engine and start it (the process's browser lives as long as the process; closed at its exit)."""
     if niceness:
         os.nice(niceness)
+    rendering.configure(engine)
     rendering.warm_up()

@@ -2,15 +2,23 @@
 
 - `render_html(snapshot, sides)` gives a standalone HTML page (stylesheet inlined) with the chosen sides;
   the portal's «Просмотр» shows one side, and it prints like the PDF (`@page` A4).
-- `render_pdf(snapshot)` gives the two-page PDF (page 1 the front, page 2 the back) through WeasyPrint,
-  with the system's DejaVu Sans (Debian `fonts-dejavu-core`) for Cyrillic.
+- `render_pdf(snapshot)` gives the two-page PDF (page 1 the front, page 2 the back) of the same page, by
+  the process's engine (`configure`, from `RECEIPTS_PDF_ENGINE`):
+  - "chromium" (default): Chromium's print-to-PDF (`adapters/chromium.py`, a persistent browser per
+    process), about 2–2.5 × WeasyPrint's bills per CPU-second here; a bill Chromium can't print (not
+    installed, didn't start, crashed, timed out) is printed by WeasyPrint instead, and logged;
+  - "weasyprint": WeasyPrint alone (`weasyprint_pdf`).
+  Both use the system's DejaVu Sans (Debian `fonts-dejavu-core`) for Cyrillic, embedded as subsets.
 
 Only the snapshot is read, never a projection, so a bill renders the same forever; the same snapshot
-gives the same bytes (no dates or random ids in the document). Bump `TEMPLATE_VERSION` whenever the
-templates or the stylesheets change: stored PDFs are keyed by it.
+gives the same bytes from the same engine (Chromium's print time is replaced by the bill's issue time; the
+same Chromium build and fonts are assumed), and the same text and pages from either engine. Bump
+`TEMPLATE_VERSION` whenever the templates, the stylesheets or the default engine change: stored PDFs are
+keyed by it.
 
-What makes a render cheaper (each step measured by `tests/benchmarks/bench_receipts.py`, see the README;
-WeasyPrint still spends about half a millisecond of Python per line of text, so a bill takes ~0.1 s):
+WeasyPrint, the fallback engine. What makes its render cheaper (each step measured by
+`tests/benchmarks/bench_receipts.py`, see the README; WeasyPrint still spends about half a millisecond of
+Python per line of text, so a bill takes ~0.1 s):
 - the stylesheets are parsed once and one `FontConfiguration` (Pango's font map) is kept per process;
 - `print_ua.css` replaces WeasyPrint's HTML5 user-agent stylesheet (about 250 rules matched against every
   element: ~20 % of a render);
@@ -24,20 +32,25 @@ WeasyPrint still spends about half a millisecond of Python per line of text, so 
   or by the collector's next pass;
 - no URL is ever fetched (`data:` only: the QR code).
 
-WeasyPrint's objects are not meant to be shared across threads: `render_pdf_async` runs every render of a
-process in one dedicated thread, so the event loop stays free. The issue-time renderer
+WeasyPrint's objects are not meant to be shared across threads: `render_pdf_async` runs every WeasyPrint
+render of a process in one dedicated thread, so the event loop stays free (Chromium's renders are awaited
+on the engine's own loop). The issue-time renderer
 (`adapters/pdf_renderer.py`) runs renders in worker processes, through the same `render_pdf`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import logging
 import re
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from xml.etree import ElementTree
@@ -45,15 +58,17 @@ from xml.etree import ElementTree
 import cssselect2  # type: ignore[import-untyped]
 import segno
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from weasyprint import CSS, HTML  # type: ignore[import-untyped]
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 from weasyprint.urls import URLFetcher  # type: ignore[import-untyped]
 
+from receipts.adapters.chromium import ChromiumPdf, ChromiumUnavailable, fixed_dates
 from receipts.domain import formatting
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_VERSION = "2"
+TEMPLATE_VERSION = "3"  # 3: printed by Chromium (the same templates as 2)
 SIDES = ("front", "back")
 QR_MASK = 0  # any of the eight is a valid code; a fixed one spares segno scoring all of them
 
@@ -65,6 +80,8 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 
 def _printable(value: Any) -> Any:
     """Every value the templates print passes here (Jinja's `finalize`), before it is escaped."""
+    if isinstance(value, Markup):  # our own markup (the stylesheet), not a value
+        return value
     return _UNPRINTABLE.sub("", value) if isinstance(value, str) else value
 
 
@@ -112,7 +129,8 @@ def render_html(snapshot: Mapping[str, Any], sides: Sequence[str] = SIDES, *, in
         bill=snapshot,
         sides=list(sides),
         qr_src=qr_data_uri(str(snapshot["front"]["qr"]["payload"])),
-        inline_css=stylesheet_text() if inline_css else "",
+        # Our own stylesheet, not a value: inside <style> (raw text) an escaped `"` would stay `&#34;`.
+        inline_css=Markup(stylesheet_text()) if inline_css else "",  # noqa: S704
     )
     # The line breaks between two tags only lay out the templates' source; for WeasyPrint each would be a
     # whitespace text node to build and discard. (Values are escaped: no `<` of theirs is left here.)
@@ -176,14 +194,124 @@ def _engine() -> _PdfEngine:
 
 
 def warm_up() -> None:
-    """Load fonts, stylesheets and templates now (a worker process's initializer), not at the first bill."""
-    _engine().render('<html><body><p class="muted">Квитанция <b>№</b></p></body></html>')
+    """Start the engine now (a render process's initializer), not at the first bill: Chromium, or
+    WeasyPrint's fonts and stylesheets; and the templates."""
     _environment().get_template("bill.html.j2")
+    chromium = _use_chromium()
+    if chromium is not None:
+        try:
+            chromium.render('<html><body><p class="muted">Квитанция <b>№</b></p></body></html>')
+            return
+        except Exception as exc:
+            _chromium_failed(exc)
+    _engine().render('<html><body><p class="muted">Квитанция <b>№</b></p></body></html>')
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Which engine prints the PDF (`RECEIPTS_PDF_ENGINE` and friends, see settings.py)."""
+
+    engine: str = "chromium"  # or "weasyprint"
+    chromium_path: str | None = None  # None: Debian's (see chromium.CANDIDATES)
+    chromium_pages: int = 1  # bills in flight per process
+    timeout_s: float = 30.0  # per bill
+
+
+_config = EngineConfig()
+_chromium: ChromiumPdf | None = None
+_chromium_lock = threading.Lock()
+_chromium_down_until = 0.0  # after a failed launch, WeasyPrint alone for a while
+CHROMIUM_RETRY_S = 60.0
+
+
+def configure(config: EngineConfig) -> None:
+    """Set this process's engine (the API, the worker and each render process call it at start)."""
+    global _config, _chromium, _chromium_down_until
+    with _chromium_lock:
+        if config == _config:
+            return
+        _config, old, _chromium, _chromium_down_until = config, _chromium, None, 0.0
+    if old is not None:
+        old.close()
+
+
+def engine_config() -> EngineConfig:
+    return _config
+
+
+def config_from(settings: Any) -> EngineConfig:
+    """The engine's part of `ReceiptsSettings`."""
+    return EngineConfig(
+        engine=settings.pdf_engine,
+        chromium_path=settings.chromium_path,
+        chromium_pages=settings.chromium_pages,
+        timeout_s=settings.pdf_render_timeout_s,
+    )
+
+
+def chromium_engine() -> ChromiumPdf | None:
+    """This process's Chromium (started at its first bill), or None when WeasyPrint is the engine."""
+    global _chromium
+    if _config.engine != "chromium":
+        return None
+    with _chromium_lock:
+        if _chromium is None:
+            _chromium = ChromiumPdf(
+                _config.chromium_path, pages=_config.chromium_pages, timeout_s=_config.timeout_s
+            )
+        return _chromium
+
+
+def close_engine() -> None:
+    """Close this process's Chromium (shutdown); the next bill would start a new one."""
+    global _chromium
+    with _chromium_lock:
+        old, _chromium = _chromium, None
+    if old is not None:
+        old.close()
+
+
+def _use_chromium() -> ChromiumPdf | None:
+    return chromium_engine() if time.monotonic() >= _chromium_down_until else None
+
+
+def _chromium_failed(exc: BaseException) -> None:
+    """Chromium could not print this bill: it is printed by WeasyPrint instead (the same template). A
+    browser that could not start is left alone for CHROMIUM_RETRY_S; one that died restarts at the next
+    bill."""
+    global _chromium_down_until
+    if isinstance(exc, ChromiumUnavailable):
+        _chromium_down_until = time.monotonic() + CHROMIUM_RETRY_S
+    log.warning("chromium could not print a bill; printing it with WeasyPrint", extra={"error": repr(exc)})
+
+
+def _chromium_page(snapshot: Mapping[str, Any]) -> str:
+    return render_html(snapshot, SIDES, inline_css=True)
+
+
+def _deterministic(pdf: bytes, snapshot: Mapping[str, Any]) -> bytes:
+    """Chromium stamps the time of printing; the bill's own issue time makes the same snapshot give the
+    same bytes."""
+    return fixed_dates(pdf, datetime.fromisoformat(str(snapshot["issued_at"])))
+
+
+def weasyprint_pdf(snapshot: Mapping[str, Any]) -> bytes:
+    """The bill through WeasyPrint (the fallback engine). Not thread-safe: call from one thread."""
+    return _engine().render(render_html(snapshot, SIDES, inline_css=False))
 
 
 def render_pdf(snapshot: Mapping[str, Any]) -> bytes:
-    """The bill as a two-page A4 PDF. Not thread-safe: call from one thread (see `render_pdf_async`)."""
-    return _engine().render(render_html(snapshot, SIDES, inline_css=False))
+    """The bill as a two-page A4 PDF, by the configured engine (WeasyPrint if Chromium can't print it).
+    Blocking; not for the engine's own thread. WeasyPrint's part is not thread-safe: call it from one
+    thread per process (see `render_pdf_async`)."""
+    chromium = _use_chromium()
+    if chromium is not None:
+        page = _chromium_page(snapshot)  # a snapshot the template can't print fails here, for both engines
+        try:
+            return _deterministic(chromium.render(page), snapshot)
+        except Exception as exc:
+            _chromium_failed(exc)
+    return weasyprint_pdf(snapshot)
 
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdf-render")
@@ -195,4 +323,13 @@ def render_executor() -> ThreadPoolExecutor:
 
 
 async def render_pdf_async(snapshot: Mapping[str, Any]) -> bytes:
-    return await asyncio.get_running_loop().run_in_executor(_executor, render_pdf, snapshot)
+    """`render_pdf` from an event loop: Chromium's bills are awaited (up to `chromium_pages` in flight),
+    WeasyPrint's run in the render thread."""
+    chromium = _use_chromium()
+    if chromium is not None:
+        page = _chromium_page(snapshot)
+        try:
+            return _deterministic(await chromium.render_async(page), snapshot)
+        except Exception as exc:
+            _chromium_failed(exc)
+    return await asyncio.get_running_loop().run_in_executor(_executor, weasyprint_pdf, snapshot)

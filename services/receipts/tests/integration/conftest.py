@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
-import jwt
-import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
 from contracts.envelope import Envelope
@@ -38,47 +31,16 @@ from receipts.adapters.pdf_renderer import PdfRenderer
 from receipts.api import create_app
 from receipts.settings import MIGRATIONS_DIR, ReceiptsSettings
 from receipts.worker import handlers
-from service_runtime.auth import TokenVerifier
 from service_runtime.eventstore import EventStore
 from service_runtime.kafka import ensure_topics
 from service_runtime.migrations import migrate_to_head
 from tests.support.harness import ServiceHarness
+from tests.support.messages import canonical_envelope
+from tests.support.offsets import end_offsets, seed_consumer_offsets
 from tests.support.stack import eventually, produce
+from tests.support.tokens import SigningKeys
 
-Offsets = dict[str, dict[int, int]]
 INPUT_TOPICS = (acc.TOPIC, led.TOPIC, calc.TOPIC)
-
-
-async def end_offsets(bootstrap: str, topics: Sequence[str]) -> Offsets:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await producer.start()
-    await consumer.start()
-    try:
-        result: Offsets = {}
-        for topic in topics:
-            tps = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
-            ends = await consumer.end_offsets(tps)
-            result[topic] = {tp.partition: int(offset) for tp, offset in ends.items()}
-        return result
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
-def seed_consumer_offsets(dsn: str, consumer_prefix: str, offsets: Offsets) -> None:
-    rows = [
-        (f"{consumer_prefix}.{handler.name}", topic, partition, offset)
-        for handler in handlers()
-        for topic in handler.topics
-        for partition, offset in offsets[topic].items()
-    ]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-            rows,
-        )
 
 
 class ReceiptsStack:
@@ -90,32 +52,15 @@ class ReceiptsStack:
         self.bootstrap = settings.kafka_bootstrap_servers
         assert harness.app is not None
         self.api: httpx.AsyncClient = harness.client
-        self._key = Ed25519PrivateKey.generate()
-        jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
-        verifier = TokenVerifier("http://127.0.0.1:9/not-used", cache_s=1e9)
-        verifier.load_jwks({"keys": [{**jwk, "kid": "test-key"}]})
-        harness.app.state.token_verifier = verifier
+        self._keys = SigningKeys()
+        harness.app.state.token_verifier = self._keys.verifier()
         self._versions: dict[str, int] = {}
         self.senders: list[tuple[EBillSender, asyncio.Task[None]]] = []
         self.renderers: list[tuple[PdfRenderer, asyncio.Task[None]]] = []
 
     # --- identities and numbers --------------------------------------------------------------------
     def auth(self, user_id: uuid.UUID) -> dict[str, str]:
-        now = int(time.time())
-        token = jwt.encode(
-            {
-                "iss": "lk-identity",
-                "aud": "lk-portal",
-                "sub": str(user_id),
-                "sid": "s1",
-                "iat": now,
-                "exp": now + 3600,
-            },
-            self._key,
-            algorithm="EdDSA",
-            headers={"kid": "test-key"},
-        )
-        return {"Authorization": f"Bearer {token}"}
+        return self._keys.auth(user_id)
 
     @staticmethod
     def new_account_no() -> str:
@@ -123,18 +68,10 @@ class ReceiptsStack:
 
     # --- publishing input events, as their owners would ---------------------------------------------
     def envelope(self, stream_id: str, payload: BaseModel, *, version: int | None = None) -> Envelope:
-        spec = registry.spec_of(payload)
         if version is None:
             version = self._versions.get(stream_id, 0) + 1
         self._versions[stream_id] = max(self._versions.get(stream_id, 0), version)
-        return Envelope(
-            event_type=spec.event_type,
-            schema_version=spec.version,
-            stream_id=stream_id,
-            stream_version=version,
-            producer=spec.topic.split(".")[0],
-            payload=payload.model_dump(mode="json"),
-        )
+        return canonical_envelope(stream_id, version, payload, registry.spec_of(payload).topic.split(".")[0])
 
     async def publish(self, stream_id: str, *payloads: BaseModel) -> list[Envelope]:
         envelopes = [self.envelope(stream_id, p) for p in payloads]
@@ -205,6 +142,8 @@ async def receipts(make_database: Callable[[], str], kafka_bootstrap: str) -> As
         render_poll_interval_s=0.5,
         render_backoff_base_s=0.2,
         render_max_attempts=2,
+        pdf_engine="chromium",  # the default; test_an_overpaid_period... prints one with WeasyPrint
+        pdf_render_timeout_s=120.0,  # a liveness bound on a loaded machine, not a timing
     )
     harness = ServiceHarness(
         settings,
@@ -215,7 +154,7 @@ async def receipts(make_database: Callable[[], str], kafka_bootstrap: str) -> As
     await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
     await ensure_topics(kafka_bootstrap)
     start = await end_offsets(kafka_bootstrap, INPUT_TOPICS)
-    seed_consumer_offsets(settings.dsn, f"{settings.service_name}-{harness.instance}", start)
+    seed_consumer_offsets(settings.dsn, f"{settings.service_name}-{harness.instance}", handlers(), start)
     async with harness:
         stack = ReceiptsStack(harness, settings)
         try:

@@ -12,6 +12,7 @@ derive anyway (AccountOpened carries the same opening balance).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import random
@@ -29,6 +30,7 @@ from contracts.events import calculator as calc
 from contracts.events import ledger as led
 from contracts.events.receipts import TOPIC as RECEIPTS_TOPIC
 from deploy.local.smtp_sink import read_messages
+from receipts.adapters import rendering
 from receipts.adapters.read_models import load_bill_facts
 from receipts.domain.bill import build_snapshot, content_hash
 from receipts.domain.examples import example_facts
@@ -112,6 +114,17 @@ def pdf_text(pdf: bytes) -> tuple[int, str]:
     reader = pypdf.PdfReader(io.BytesIO(pdf))
     text = "\n".join(page.extract_text() for page in reader.pages)
     return len(reader.pages), text.replace("\xa0", " ").replace("\u202f", " ")
+
+
+def assert_fonts_embedded(pdf: bytes) -> None:
+    """Every font of every page is embedded (DejaVu Sans subsets, with the Cyrillic)."""
+    for page in pypdf.PdfReader(io.BytesIO(pdf)).pages:
+        page_fonts = [f.get_object() for f in page["/Resources"]["/Font"].values()]
+        assert page_fonts
+        for font in page_fonts:
+            descendant = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
+            assert "/FontFile2" in descendant["/FontDescriptor"], font
+            assert "DejaVu" in str(font["/BaseFont"]), font
 
 
 def mails_to(address: str) -> list[Any]:
@@ -379,6 +392,10 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
     assert no in text and money_text(closing) in text
     assert "ОБОРОТНАЯ СТОРОНА" in text and "Алмалинский РОЭС" in text
     assert pdf_response.content == bytes(stored)  # a read of what the renderer stored
+    assert "Skia" in str(
+        pypdf.PdfReader(io.BytesIO(bytes(stored))).metadata["/Producer"]
+    )  # Chromium printed it
+    assert_fonts_embedded(bytes(stored))
     again = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(alice))
     assert again.content == pdf_response.content
     front_html = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}/html", headers=s.auth(alice))
@@ -477,7 +494,8 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
         )  # fmt: skip
     assert rebuilt is not None and content_hash(build_snapshot(rebuilt)) != issued_hash
     # ...but the issued bill is its snapshot: same data, same hash, the same PDF even when rendered afresh
-    # (on demand, by the API's render thread instead of the render process): byte for byte.
+    # (on demand, by the API process's Chromium instead of the render process's): byte for byte (the same
+    # engine, Chromium build and fonts; Chromium's print time is replaced by the bill's issue time).
     later = (await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}", headers=s.auth(alice))).json()
     assert later == bill
     receipt_id = uuid.UUID(bill["receipt_id"])
@@ -589,9 +607,17 @@ async def test_an_overpaid_period_issued_when_its_account_arrives_last(receipts:
     # and takes it off the queue.
     queued = "SELECT count(*) FROM pdf_renders WHERE receipt_id = %s AND priority = 0"  # no e-bill
     assert await s.fetch(queued, (uuid.UUID(bill["receipt_id"]),)) == [(1,)]
-    pdf = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(user))
+    # Printed by the fallback engine, WeasyPrint, this time: the same template, the same content.
+    before = rendering.engine_config()
+    rendering.configure(dataclasses.replace(before, engine="weasyprint"))
+    try:
+        pdf = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(user))
+    finally:
+        rendering.configure(before)
     pages, text = pdf_text(pdf.content)
     assert pages == 2 and no in text and "Переплата" in text and money_text(overpaid) in text
+    assert "WeasyPrint" in str(pypdf.PdfReader(io.BytesIO(pdf.content)).metadata["/Producer"])
+    assert_fonts_embedded(pdf.content)
     assert await s.fetch(
         "SELECT count(*) FROM pdf_renders WHERE receipt_id = %s", (uuid.UUID(bill["receipt_id"]),)
     ) == [(0,)]

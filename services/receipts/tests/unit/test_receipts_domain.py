@@ -225,7 +225,7 @@ def test_one_template_gives_the_html_sides_and_the_two_page_pdf() -> None:
 
 
 def test_the_pdf_is_rendered_on_the_fast_path_and_is_byte_stable(caplog: object) -> None:
-    """The page is well-formed XML (expat parses it, the HTML5 parser isn't needed), both sides' text is
+    """WeasyPrint (the fallback engine; Chromium's: test_receipts_pdf_engines.py): the page is well-formed XML (expat parses it, the HTML5 parser isn't needed), both sides' text is
     there, and the same snapshot gives the same bytes: a re-render can replace a stored PDF."""
     bill = build_snapshot(example_facts(receipt_id=uuid.uuid4()))
     # What other services send is printed as text, whatever it holds (control characters are dropped).
@@ -237,7 +237,7 @@ def test_the_pdf_is_rendered_on_the_fast_path_and_is_byte_stable(caplog: object)
     engine = rendering._engine()
     assert isinstance(engine.document(page), rendering._BillPage)
     with caplog.at_level(logging.WARNING, logger=rendering.__name__):  # type: ignore[attr-defined]
-        first, second = render_pdf(bill), render_pdf(bill)
+        first, second = rendering.weasyprint_pdf(bill), rendering.weasyprint_pdf(bill)
     assert first == second
     assert not caplog.records  # type: ignore[attr-defined]
     text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(first)).pages).replace("\xa0", " ")

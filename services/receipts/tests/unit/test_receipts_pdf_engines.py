@@ -1,0 +1,189 @@
+"""The two PDF engines print the same template: Chromium (the default) and WeasyPrint (the fallback).
+
+Chromium's tests need Debian's chromium (deploy/local/stack.sh installs it) and Playwright; they are
+skipped where there is none."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pypdf
+import pytest
+
+from receipts.adapters import chromium, rendering
+from receipts.domain.bill import build_snapshot
+from receipts.domain.examples import example_facts
+
+HAVE_CHROMIUM = chromium.find_chromium() is not None
+needs_chromium = pytest.mark.skipif(not HAVE_CHROMIUM, reason="no Chromium installed")
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Use the given engine in this process for the test, then go back to the one before."""
+    before = rendering.engine_config()
+    name: str = request.param
+    rendering.configure(rendering.EngineConfig(engine=name, timeout_s=60.0))
+    try:
+        yield name
+    finally:
+        rendering.configure(before)
+
+
+def bill(account_no: str = "100200300401") -> dict[str, Any]:
+    return build_snapshot(example_facts(account_no=account_no, receipt_id=uuid.uuid4()))
+
+
+def images(resources: Any) -> int:
+    """Images drawn on a page, also inside its form XObjects."""
+    count = 0
+    for xobject in (resources or {}).get("/XObject", {}).values():
+        xobject = xobject.get_object()
+        if xobject.get("/Subtype") == "/Image":
+            count += 1
+        elif xobject.get("/Subtype") == "/Form":
+            count += images(xobject.get("/Resources"))
+    return count
+
+
+def fonts(resources: Any) -> list[Any]:
+    found = [f.get_object() for f in (resources or {}).get("/Font", {}).values()]
+    for xobject in (resources or {}).get("/XObject", {}).values():
+        xobject = xobject.get_object()
+        if xobject.get("/Subtype") == "/Form":
+            found += fonts(xobject.get("/Resources"))
+    return found
+
+
+def check_printed(pdf: bytes, snapshot: dict[str, Any]) -> pypdf.PdfReader:
+    """Two A4 pages (front, back), the account number and the amount in the text, every font embedded
+    (DejaVu Sans, with the Cyrillic), the QR code on the front."""
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 2
+    for page in reader.pages:
+        assert [round(float(x)) for x in page.mediabox[2:]] == [595, 842]  # A4 in points
+    front, back = (p.extract_text().replace("\xa0", " ").replace("\u202f", " ") for p in reader.pages)
+    assert "СЧЁТ-КВИТАНЦИЯ" in front and snapshot["account_no"] in front and "5 042,36" in front
+    assert "Сейтказиева Айгуль Маратовна" in front and "Итого без НДС" in front
+    assert "ОБОРОТНАЯ СТОРОНА" in back and "Алмалинский РОЭС" in back and "Как работают ступени" in back
+    for page in reader.pages:
+        page_fonts = fonts(page["/Resources"])
+        assert page_fonts
+        for font in page_fonts:
+            descendant = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
+            assert "/FontFile2" in descendant["/FontDescriptor"], font  # embedded (TrueType subset)
+            assert "DejaVuSans" in str(font["/BaseFont"]).replace("-Sans", "Sans")
+    assert images(reader.pages[0]["/Resources"]) == 1  # the QR code (WeasyPrint shares one resource dict)
+    return reader
+
+
+@pytest.mark.parametrize(
+    "engine", [pytest.param("chromium", marks=needs_chromium), "weasyprint"], indirect=True
+)
+def test_each_engine_prints_the_template_as_two_a4_pages_with_embedded_fonts(engine: str) -> None:
+    snapshot = bill()
+    pdf = rendering.render_pdf(snapshot)
+    reader = check_printed(pdf, snapshot)
+    producer = str((reader.metadata or {}).get("/Producer", ""))
+    assert ("Skia" in producer) if engine == "chromium" else ("WeasyPrint" in producer)
+    assert pdf == rendering.render_pdf(snapshot)  # the same snapshot, the same bytes (same engine)
+    assert asyncio.run(rendering.render_pdf_async(snapshot)) == pdf  # the API's path prints the same
+
+
+@needs_chromium
+@pytest.mark.parametrize("engine", ["chromium"], indirect=True)
+def test_chromium_dates_the_pdf_by_the_bill_and_restarts_a_dead_browser(engine: str) -> None:
+    snapshot = bill("100200300402")
+    first = rendering.render_pdf(snapshot)
+    issued = datetime.fromisoformat(snapshot["issued_at"]).astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    metadata = pypdf.PdfReader(io.BytesIO(first)).metadata or {}
+    assert str(metadata["/CreationDate"]).startswith(f"D:{issued}")  # not the time of printing
+    assert str(metadata["/ModDate"]).startswith(f"D:{issued}")
+    browser = rendering.chromium_engine()
+    assert browser is not None
+    launches, pids = browser.launches, browser.browser_pids()
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)  # killed, crashed, out of memory...
+    deadline = time.monotonic() + 60
+    while set(pids) & set(browser.browser_pids()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    again = rendering.render_pdf(snapshot)  # a new browser, the same bytes
+    assert again == first and browser.launches >= launches + 1
+    assert browser.browser_pids() and not set(pids) & set(browser.browser_pids())
+
+
+@needs_chromium
+def test_chromium_serves_several_bills_at_once_within_its_bound() -> None:
+    before = rendering.engine_config()
+    rendering.configure(rendering.EngineConfig(engine="chromium", chromium_pages=2, timeout_s=60.0))
+    try:
+        snapshots = [bill(f"1002003004{i:02d}") for i in range(4)]
+
+        async def all_at_once() -> list[bytes]:
+            return await asyncio.gather(*(rendering.render_pdf_async(s) for s in snapshots))
+
+        for snapshot, pdf in zip(snapshots, asyncio.run(all_at_once()), strict=True):
+            check_printed(pdf, snapshot)
+        browser = rendering.chromium_engine()
+        assert browser is not None and len(browser._idle) <= 2  # at most two pages, reused
+    finally:
+        rendering.configure(before)
+
+
+def test_without_chromium_the_bill_is_printed_by_weasyprint(caplog: pytest.LogCaptureFixture) -> None:
+    before = rendering.engine_config()
+    rendering.configure(rendering.EngineConfig(engine="chromium", chromium_path="/nonexistent/chromium"))
+    try:
+        snapshot = bill()
+        with caplog.at_level(logging.WARNING, logger=rendering.__name__):
+            pdf = rendering.render_pdf(snapshot)
+        reader = check_printed(pdf, snapshot)
+        assert "WeasyPrint" in str((reader.metadata or {}).get("/Producer", ""))
+        assert any("WeasyPrint" in r.getMessage() for r in caplog.records)
+        assert asyncio.run(rendering.render_pdf_async(snapshot)) == pdf  # for a while, WeasyPrint alone
+    finally:
+        rendering.configure(before)
+
+
+def test_a_snapshot_the_template_cannot_print_fails_with_either_engine() -> None:
+    snapshot = bill()
+    del snapshot["front"]["meter"]
+    for name in ("chromium", "weasyprint"):
+        before = rendering.engine_config()
+        rendering.configure(rendering.EngineConfig(engine=name, chromium_path="/nonexistent/chromium"))
+        try:
+            with pytest.raises(Exception, match="meter"):
+                rendering.render_pdf(snapshot)
+        finally:
+            rendering.configure(before)
+
+
+def test_the_html_view_keeps_its_stylesheet_unescaped() -> None:
+    """Inside <style> (raw text) an escaped quote would stay `&#34;` and drop the font family."""
+    page = rendering.render_html(bill(), ["front"])
+    assert 'font-family: "DejaVu Sans"' in page and "&#34;" not in page.split("</style>")[0]
+
+
+@needs_chromium
+@pytest.mark.parametrize("engine", ["chromium"], indirect=True)
+def test_an_idle_page_is_blanked_and_prints_the_next_bill_right(engine: str) -> None:
+    first, second = bill("100200300411"), bill("100200300412")
+    check_printed(rendering.render_pdf(first), first)
+    browser = rendering.chromium_engine()
+    assert browser is not None
+    deadline = time.monotonic() + 60
+    while browser._tasks and time.monotonic() < deadline:  # the page shows an empty document by now
+        time.sleep(0.1)
+    assert not browser._tasks and browser._idle
+    reader = check_printed(rendering.render_pdf(second), second)
+    assert "100200300411" not in " ".join(p.extract_text() for p in reader.pages)
