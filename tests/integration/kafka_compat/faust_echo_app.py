@@ -14,6 +14,7 @@ app = faust.App(
     topic_replication_factor=1,
     topic_partitions=1,
     processing_guarantee="at_least_once",
+    datadir=os.environ["FAUST_DATADIR"],  # not the current directory
 )
 source = app.topic(os.environ["FAUST_IN"], value_serializer="raw", key_serializer="raw")
 sink = app.topic(os.environ["FAUST_OUT"], value_serializer="raw", key_serializer="raw")

@@ -9,6 +9,7 @@ import re
 import sys
 import uuid
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -55,7 +56,7 @@ async def test_aiokafka_idempotent_producer_and_consumer_group(
     assert sorted(seen) == sorted(f"m{i}".encode() for i in range(20))
 
 
-async def test_faust_agent_round_trip(kafka_bootstrap: str, make_topics: Any) -> None:
+async def test_faust_agent_round_trip(kafka_bootstrap: str, make_topics: Any, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     source, sink = await make_topics(f"test.faust.in.{suffix}", f"test.faust.out.{suffix}", partitions=1)
     env = {
@@ -63,6 +64,7 @@ async def test_faust_agent_round_trip(kafka_bootstrap: str, make_topics: Any) ->
         "FAUST_APP_ID": f"faust-compat-{suffix}",
         "FAUST_IN": source,
         "FAUST_OUT": sink,
+        "FAUST_DATADIR": str(tmp_path / "faust"),
         "PYTHONPATH": str(REPO),
     }
     worker = await asyncio.create_subprocess_exec(
