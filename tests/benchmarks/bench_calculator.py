@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -98,7 +99,7 @@ def bench_engine(quotes: int) -> None:
     print(f"  target >= 20,000 quotes/s: {'met' if quotes / engine_s >= 20_000 else 'NOT met'}")
 
 
-async def bench_billing(accounts: int, batch_size: int) -> float:
+async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) -> float:
     env = {**load_stack_env(), **os.environ}
     admin = env["PG_ADMIN_URL"]
     name = f"bench_calc_{uuid.uuid4().hex[:10]}"
@@ -115,7 +116,11 @@ async def bench_billing(accounts: int, batch_size: int) -> float:
                 await _populate(conn, accounts)
             period = "2025-09"
             runner = BillingRunner(
-                pool, components.billing, batch_size=batch_size, progress_every=max(accounts // 4, 1)
+                pool,
+                components.billing,
+                batch_size=batch_size,
+                concurrency=concurrency,
+                progress_every=max(accounts // 4, 1),
             )
             message = IngressMessage(
                 IngressEnvelope(
@@ -150,7 +155,8 @@ async def bench_billing(accounts: int, batch_size: int) -> float:
                 charges, billed = await cur.fetchone() or (0, 0)
             print(
                 f"billing run: {accounts} accounts ({charges} estimated charges, {billed} PeriodBilled) in {elapsed:.2f}s"
-                f" -> {accounts / elapsed:,.0f} accounts/s (batch {batch_size}, one worker, in-process)"
+                f" -> {accounts / elapsed:,.0f} accounts/s (batch {batch_size}, {concurrency} at a time, one worker,"
+                " in-process)"
             )
             return accounts / elapsed
         finally:
@@ -266,6 +272,61 @@ class _Watch:
                         self.seen.setdefault(f"{kind}:{payload['period']}", {}).setdefault(account, now)
 
 
+class _CpuMeter:
+    """CPU seconds (user + system, from /proc) used by the stack's processes between `start()` and
+    `stop()`: a per-account cost that does not depend on how loaded the shared machine is. Groups: the
+    calculator, ledger and receipts workers (their `python -m <svc>.worker` processes) and PostgreSQL
+    (every backend: it serves the other engineers' databases too, so that figure is an upper bound)."""
+
+    GROUPS: ClassVar[dict[str, str]] = {
+        "calculator-worker": "calculator.worker",
+        "ledger-worker": "ledger.worker",
+        "receipts-worker": "receipts.worker",
+        "postgres": "postgres",
+    }
+
+    def __init__(self, bootstrap: str) -> None:
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        # Only this stack's: workers with our Kafka in their environment, the backends of our postmaster.
+        self._env_marker = f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}".encode()
+        pidfile = REPO / ".local" / "run" / "postgres.pid"
+        self._postmaster = int(pidfile.read_text().strip()) if pidfile.exists() else -1
+        self._start: dict[str, dict[int, float]] = {}
+        self.used: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = {group: {} for group in self.GROUPS}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                pid, ppid = int(entry.name), int(fields[1])
+                for group, needle in self.GROUPS.items():
+                    if needle not in cmdline or cmdline.startswith(("uv ", "/bin/sh")):
+                        continue
+                    if group == "postgres":
+                        if self._postmaster not in (pid, ppid):
+                            continue
+                    elif self._env_marker not in (entry / "environ").read_bytes().split(b"\0"):
+                        continue
+                    out[group][pid] = (int(fields[11]) + int(fields[12])) / self._ticks
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def start(self) -> None:
+        self._start = self._sample()
+
+    def stop(self) -> None:
+        end = self._sample()
+        self.used = {
+            group: sum(t - self._start.get(group, {}).get(pid, 0.0) for pid, t in pids.items())
+            for group, pids in end.items()
+        }
+
+
 def _last_ended_month() -> str:
     today = dt.datetime.now(ZoneInfo("Asia/Almaty")).date()
     last = today.replace(day=1) - dt.timedelta(days=1)
@@ -314,6 +375,7 @@ async def _bench_stack(
         )
         messages.append(message(opened, key=no, id_key=f"bench-account:{no}", at=dt.datetime.now(dt.UTC)))
     watched = ["calculator.events.v1", "ledger.events.v1", "receipts.events.v1"]
+    cpu = _CpuMeter(bootstrap)
     async with (
         await psycopg.AsyncConnection.connect(env["CALCULATOR_DATABASE_URL"], autocommit=True) as calc,
         _Watch(bootstrap, watched, set(nos)) as watch,
@@ -345,6 +407,8 @@ async def _bench_stack(
             close = message(closed, key=period, id_key=f"bench-close:{prefix}", at=dt.datetime.now(dt.UTC))
             wall0 = dt.datetime.now(dt.UTC)
             started = time.perf_counter()
+            cpu.start()
+            load_before = os.getloadavg()[0]
             await publish(bootstrap, [close], show_progress=False)
         finally:
             await calc.execute("SELECT pg_advisory_unlock(%s)", (MEMBERSHIP_LOCK_KEY,))
@@ -352,6 +416,8 @@ async def _bench_stack(
             lambda: watch.count("AccrualPosted", period) == accounts, 900, "the ledger's AccrualPosted"
         )
         ledger_s = watch.last("AccrualPosted", period) - started
+        cpu.stop()
+        load_after = os.getloadavg()[0]
         cur = await calc.execute(
             "SELECT max(occurred_at) FROM events WHERE event_type = 'ChargeCalculated'"
             " AND payload->>'account_no' = ANY(%s) AND payload->>'period' = %s",
@@ -376,6 +442,11 @@ async def _bench_stack(
         f"  calculator (PeriodClosed -> last ChargeCalculated appended): {calculator_s:.2f}s ->"
         f" {accounts / calculator_s:,.0f} accounts/s"
     )
+    print(
+        f"  CPU used until the last AccrualPosted (ms per account; load average {load_before:.1f} ->"
+        f" {load_after:.1f} on {os.cpu_count()} cores): "
+        + ", ".join(f"{group} {used / accounts * 1000:.2f}" for group, used in cpu.used.items())
+    )
     if receipts_s is not None:
         print(
             f"  receipts (-> last ReceiptIssued): {receipts_s:.2f}s -> {accounts / receipts_s:,.0f} accounts/s"
@@ -393,7 +464,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quotes", type=int, default=20_000)
     parser.add_argument("--accounts", type=int, default=5_000)
-    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=2, help="batches billed at once (in-process run)")
     parser.add_argument("--skip-billing", action="store_true")
     parser.add_argument(
         "--stack-accounts", type=int, default=1000, help="accounts of the whole-stack run (0: skip it)"
@@ -402,7 +474,7 @@ def main() -> None:
     bench_engine(args.quotes)
     baseline = None
     if not args.skip_billing:
-        baseline = asyncio.run(bench_billing(args.accounts, args.batch))
+        baseline = asyncio.run(bench_billing(args.accounts, args.batch, args.concurrency))
     if args.stack_accounts > 0:
         bench_stack(args.stack_accounts, baseline)
 

@@ -6,13 +6,17 @@ Everything runs against a fresh database and private Kafka topics (created, then
 shared topics and other tests never see the benchmark's events.
 
 1. Ingest: M back-office PaymentReported messages (JSON envelopes keyed by account, over N opened
-   accounts) wait on the payments topic; then the ledger worker starts in a process of its own (all four
-   consumers, including the idle ones, and the outbox relay, as `python -m ledger.worker run` has them)
-   and runs until every payment is visible in the read models (`ledger_payments` and the balances of
-   `ledger_period_streams` / `ledger_periods`). Reported: events/s from start to the last balance, and
-   sustained (from 10 % to 100 % visible, which leaves out the consumers' group join), the worker
-   process's CPU time and peak RSS. With `--split`, the worker runs split in two processes instead
-   (inputs; relay + read models), as LEDGER_WORKER_HANDLERS / LEDGER_WORKER_RELAY allow in production.
+   accounts) wait on the payments topic; then the ledger worker starts in a process of its own (its
+   consumers, including the idle ones, and the outbox relay, as `python -m ledger.worker run` has them;
+   the inputs write the read models inline, or with LEDGER_INLINE_READ_MODELS=false a
+   `ledger-read-models` consumer does, from Kafka) and runs until every payment is visible in the read
+   models (`ledger_payments` and the balances of `ledger_period_streams` / `ledger_periods`) and its relay
+   has published every event. Reported: events/s from start to the last balance, and sustained (from
+   10 % to 100 % visible, which leaves out the consumers' group join), the worker process's CPU time and
+   peak RSS, and the CPU per event of the worker, of the PostgreSQL backends connected to the
+   benchmark's database and of the Kafka broker (shared: an upper bound). With `--split`, the worker runs
+   split in two processes instead (inputs | relay; with the read models from Kafka: inputs | relay + read
+   models), as LEDGER_WORKER_HANDLERS / LEDGER_WORKER_RELAY allow in production.
 2. Rebuild: `ledger-periods` and `ledger-payments` refolded from the event store, in a process of its
    own: events read per second, and its peak RSS.
 3. Baseline, in the same run: raw aiokafka consume of the same M messages + one multi-row INSERT per
@@ -124,7 +128,37 @@ def peak_rss_mb() -> float:
     return rusage_mb
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+KAFKA_PID_FILE = os.path.join(os.path.dirname(__file__), "..", "..", ".local", "run", "kafka.pid")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (0 if it is gone or not readable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def backend_cpu(probe: psycopg.AsyncConnection[Any]) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the benchmark's database (the stack's
+    PostgreSQL runs on this machine)."""
+    cur = await probe.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    return {int(pid): process_cpu_seconds(int(pid)) for (pid,) in await cur.fetchall()}
+
+
+def kafka_cpu() -> float:
+    try:
+        with open(KAFKA_PID_FILE) as f:
+            return process_cpu_seconds(int(f.read().strip()))
+    except (OSError, ValueError):
+        return 0.0
+
+
 def worker_handlers(topics: Topics, registry: EventRegistry, bootstrap: str) -> list[Any]:
+    """The worker's consumers (ledger.worker.build_handlers) on the benchmark's topics."""
     from ledger.adapters.dead_letters import DeadLetterSender
     from ledger.adapters.ingress import BackofficeIngress, UpstreamIngress
     from ledger.adapters.projections import AccountLinksProjection, LedgerReadModels
@@ -132,15 +166,20 @@ def worker_handlers(topics: Topics, registry: EventRegistry, bootstrap: str) -> 
     from ledger.settings import LedgerSettings
 
     defaults = LedgerSettings()
-    config = StoreConfig(topic=topics.ledger, producer="ledger", event_registry=registry)
+    inline = defaults.inline_read_models
+    config = StoreConfig(
+        topic=topics.ledger, producer="ledger", event_registry=registry, inline_read_models=inline
+    )
     dead_letters = DeadLetterSender(bootstrap, "ledger-bench.parked")
     cache = AggregateCache(defaults.aggregate_cache_events)
-    return [
+    handlers: list[Any] = [
         BackofficeIngress(config, dead_letters, cache=cache, topics=(topics.payments,)),
         UpstreamIngress(config, dead_letters, cache=cache, topics=(topics.accounts,)),
-        LedgerReadModels(topics=(topics.ledger,)),
         AccountLinksProjection(topics=(topics.accounts,)),
     ]
+    if not inline:  # LEDGER_INLINE_READ_MODELS=false: the read models from Kafka, as before
+        handlers.insert(2, LedgerReadModels(topics=(topics.ledger,)))
+    return handlers
 
 
 async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
@@ -172,44 +211,53 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
     probe = await psycopg.AsyncConnection.connect(dsn, autocommit=True)  # progress, every 0.1 s
     started, started_at = time.perf_counter(), time.time()
     cpu_started = time.process_time()
+    pg_started, kafka_started = await backend_cpu(probe), kafka_cpu()
+    pg_seconds = kafka_seconds = 0.0
     tasks = [asyncio.create_task(r.run()) for r in runners]
     if not only or "relay" in only:
         tasks.append(asyncio.create_task(relay.run()))
     target_versions, target_payments = int(args["target_versions"]), int(args["target_payments"])
     baseline_versions = int(args["baseline_versions"])
     tenth: float | None = None
+    finished: float | None = None  # when everything was visible (in the read models, or stored)
+    relays = not only or "relay" in only
     try:
         while True:
             # The probe's own connection: not one of the worker's pool, so no pool check.
             cur = await probe.execute(
                 "SELECT (SELECT coalesce(sum(version), 0) FROM ledger_period_streams),"
-                " (SELECT count(*) FROM ledger_payments)"
+                " (SELECT count(*) FROM ledger_payments), (SELECT count(*) FROM events),"
+                " (SELECT coalesce(max(position), 0) FROM events),"
+                " (SELECT coalesce(max(position), 0) FROM outbox_relay_state)"
             )
             row = await cur.fetchone()
             assert row is not None
-            versions, payments = int(row[0]), int(row[1])
+            versions, payments, stored, last, published = map(int, row)
             now = time.perf_counter()
             done_fraction = (versions - baseline_versions) / max(1, target_versions - baseline_versions)
             if tenth is None and done_fraction >= 0.1:
                 tenth = now
-            if versions >= target_versions and payments >= target_payments:
-                break
-            if only and "ledger-read-models" not in only:
-                # No projection here: wait for the event store instead, and (when this process runs
-                # the relay) for the relay to have published all of it: stopping it earlier would
-                # leave the read models' process waiting for events nobody publishes.
-                cur = await probe.execute(
-                    "SELECT (SELECT count(*) FROM events), (SELECT coalesce(max(position), 0) FROM events),"
-                    " (SELECT coalesce(max(position), 0) FROM outbox_relay_state)"
+            if finished is None and versions >= target_versions and payments >= target_payments:
+                finished = now
+            if finished is None and only and "ledger-read-models" not in only and stored >= target_versions:
+                # No projection from Kafka here: the event store is this process's end (with the read
+                # models written inline, they are complete at the same moment).
+                finished = now
+            # When this process runs the relay, it also waits for the relay to have published every
+            # event: a consumer of the ledger's topic (the read models of a split worker, the replay
+            # phase) would otherwise wait for events nobody publishes. Its CPU counts too.
+            if finished is not None and (not relays or published >= last):
+                # Before the pool closes: the CPU of the backends that served this process (and the
+                # others connected to this database), and of the Kafka broker (shared with everyone).
+                pg_seconds = sum(
+                    c - pg_started.get(pid, 0.0) for pid, c in (await backend_cpu(probe)).items()
                 )
-                row = await cur.fetchone()
-                assert row is not None
-                stored, last, published = int(row[0]), int(row[1]), int(row[2])
-                if stored >= target_versions and ("relay" not in only or published >= last):
-                    break
+                kafka_seconds = kafka_cpu() - kafka_started
+                break
             if now - started > args["timeout_s"]:
                 raise TimeoutError(
-                    f"only {versions}/{target_versions} versions, {payments}/{target_payments} payments"
+                    f"only {versions}/{target_versions} versions, {payments}/{target_payments} payments,"
+                    f" published {published}/{last}"
                 )
             await asyncio.sleep(0.1)
     finally:
@@ -221,7 +269,8 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await pool.close()
-    finished = time.perf_counter()
+    drained = time.perf_counter()
+    assert finished is not None
     if os.environ.get("BENCH_TRACEMALLOC"):  # tuning: where the worker's Python memory is
         import tracemalloc
 
@@ -237,6 +286,9 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
         "sustained_seconds": finished - (tenth or started),
         "peak_rss_mb": peak_rss_mb(),
         "started_at": started_at,
+        "drained_seconds": drained - started,
+        "pg_cpu_seconds": pg_seconds,
+        "kafka_cpu_seconds": kafka_seconds,
     }
 
 
@@ -342,6 +394,8 @@ async def replay_phase(args: dict[str, Any]) -> dict[str, Any]:
                 row = await cur.fetchone()
             if row is not None and int(row[0]) >= target:
                 break
+            if time.perf_counter() - started > args["timeout_s"]:
+                raise TimeoutError(f"replay: {row[0] if row else 0}/{target} versions")
             await asyncio.sleep(0.05)
     finally:
         runner.stop()
@@ -364,10 +418,23 @@ PHASES = {
 }
 
 
+# Inline read models: the inputs write them, the relay goes alone. Otherwise the relay goes with the
+# read models' consumer (the inputs are the heavier half).
+SPLIT_PARTS = {
+    True: ["backoffice-ingress,upstream-ingress,account-links", "relay"],
+    False: ["backoffice-ingress,upstream-ingress,account-links", "ledger-read-models,relay"],
+}
+
+
+def inline_read_models() -> bool:
+    from ledger.settings import LedgerSettings
+
+    return LedgerSettings().inline_read_models
+
+
 async def run_split(args: dict[str, Any]) -> list[dict[str, Any]]:
     """The ingest phase with the worker split in two processes running at once."""
-    # The relay goes with the read models: the inputs are the heavier half.
-    parts = ["backoffice-ingress,upstream-ingress,account-links", "ledger-read-models,relay"]
+    parts = SPLIT_PARTS[inline_read_models()]
     procs = []
     for part in parts:
         env = {**os.environ, "LOG_LEVEL": "WARNING", "BENCH_ONLY": part}
@@ -555,8 +622,12 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
                 "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
                 "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
                 "started_at": min(p["started_at"] for p in parts),
+                "drained_seconds": max(p["drained_seconds"] for p in parts),
+                # Each part sees every backend of the database: the larger is the whole.
+                "pg_cpu_seconds": max(p["pg_cpu_seconds"] for p in parts),
+                "kafka_cpu_seconds": max(p["kafka_cpu_seconds"] for p in parts),
             }
-            print("  (the worker split in two processes: inputs | relay + read models)")
+            print(f"  (the worker split in two processes: {' | '.join(SPLIT_PARTS[inline_read_models()])})")
         else:
             ingest = run_phase("worker", ingest_args, tuning=True)
         with psycopg.connect(dsn) as conn:
@@ -586,8 +657,17 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
         ingress_s, projected_s = (float(t) - ingest["started_at"] for t in stages)
         print(f"            stages: the last payment appended to the store after {ingress_s:.1f}s"
               f" ({n_payments / ingress_s:,.0f} ev/s), the last balance written after {projected_s:.1f}s")  # fmt: skip
+        print(f"            the worker stopped after {ingest['drained_seconds']:.1f}s (its relay had published every"
+              f" event to Kafka)")  # fmt: skip
         print(f"            worker CPU {ingest['cpu_seconds']:.1f}s: {n_payments / ingest['cpu_seconds']:,.0f} events"
               f" per CPU-second of the worker process (PostgreSQL and Kafka use the other core)")  # fmt: skip
+        worker_us = 1e6 * ingest["cpu_seconds"] / n_payments
+        pg_us = 1e6 * ingest["pg_cpu_seconds"] / n_payments
+        kafka_us = 1e6 * ingest["kafka_cpu_seconds"] / n_payments
+        total_us = worker_us + pg_us + kafka_us
+        print(f"            CPU per event: worker {worker_us:.0f} µs + PostgreSQL backends {pg_us:.0f} µs"
+              f" + Kafka broker {kafka_us:.0f} µs (shared with other users: an upper bound) = {total_us:.0f} µs;"
+              f" on 2 cores at most {2e6 / total_us:,.0f} events/s if nothing else ran")  # fmt: skip
         print(f"            worker peak RSS {ingest['peak_rss_mb']:.0f} MB (target < 200 MB)")
         for name in ("ledger-periods", "ledger-payments"):
             r = rebuild[name]

@@ -86,13 +86,20 @@ class Background:
         self.pool = pool
         self.components = c = components or Components()
         self.step = RatingStream(pool, c.rating)
+        app_id = rating_app_id or settings.rating_app_id
         self.agent = RatingAgent(
-            rating_app(rating_app_id or settings.rating_app_id, settings.kafka_bootstrap_servers, self.step)
+            lambda: rating_app(
+                app_id,
+                settings.kafka_bootstrap_servers,
+                self.step,
+                datadir=settings.faust_data_dir / f"{app_id}-data",
+            )
         )
         self.billing_runner = BillingRunner(
             pool,
             c.billing,
             batch_size=settings.billing_batch_size,
+            concurrency=settings.billing_concurrency,
             progress_every=settings.billing_progress_every,
         )
         self.reconciler = Reconciler(pool, c.reconcile, c.own)
@@ -102,9 +109,15 @@ class Background:
         async with self.pool.connection() as conn:
             if await self.components.catalog.ensure_seeded(conn):
                 log.info("tariff catalog seeded from seed_catalog.json")
-        await self.agent.start()
+        # Kafka away at start: the agent retries in the background; billing and reconciling need only
+        # PostgreSQL (their events wait in the outbox).
+        self._tasks.append(asyncio.create_task(self._start_agent(), name="rating-agent-start"))
         self._tasks.append(asyncio.create_task(self.billing_runner.run(), name="billing-runner"))
         self._tasks.append(asyncio.create_task(self.reconciler.run(), name="reconciler"))
+
+    async def _start_agent(self) -> None:
+        if await self.agent.start():
+            log.info("rating stream started", extra={"app_id": self.agent.app.conf.id})
 
     async def stop(self) -> None:
         self.billing_runner.stop()

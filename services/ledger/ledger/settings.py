@@ -24,8 +24,12 @@ class LedgerSettings(ServiceSettings):
     # Aggregates kept in memory by the worker's inputs (an LRU weighed by events, ~0.5 KB each): it
     # bounds the worker's memory; a miss costs reading the stream from the event store.
     aggregate_cache_events: int = 50_000
-    # Which consumers this worker process runs (comma-separated names; empty: all four). Lets the inputs
-    # and the read models run in separate processes (and cores); the relay runs where `relay` is true.
+    # The ledger's read models (periods, payments) are written by the inputs in the transaction that
+    # appends the events (an inline projection). False: by a `ledger-read-models` consumer of
+    # `events_topic` instead (the previous design; slower, and the read models lag the store).
+    inline_read_models: bool = True
+    # Which consumers this worker process runs (comma-separated names; empty: all of them; `none`: no
+    # consumer, e.g. a process that only relays). The relay runs where `worker_relay` is true.
     worker_handlers: str = ""
     worker_relay: bool = True
     # The worker's garbage collector thresholds (service_runtime.worker.tune_gc; null: Python's

@@ -30,6 +30,7 @@ from collections import Counter as Tally
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool
 
+from calculator.adapters.loops import Wakeup, run_turns
 from calculator.application.charges import BillingService
 from calculator.domain.billing import period_bounds
 from service_runtime.db import Connection
@@ -42,6 +43,7 @@ LATE_ACCOUNTS = Counter(
     "billing_run_late_accounts_total", "Accounts added to billing runs populated before they were known"
 )
 
+BILLING_CHANNEL = "calculator_billing_runs"  # NOTIFYed by PeriodClosedIngress: a run to start
 MEMBERSHIP_LOCK_KEY = 7_202_611  # advisory lock: populating a run vs. syncing new accounts into runs
 SYNC_BATCH = 5000
 
@@ -52,36 +54,34 @@ class BillingRunner:
         pool: AsyncConnectionPool[Connection],
         billing: BillingService,
         *,
-        batch_size: int = 200,
+        batch_size: int = 500,
+        concurrency: int = 2,
         progress_every: int = 1000,
         idle_wait_s: float = 0.5,
     ) -> None:
         self._pool = pool
         self._billing = billing
         self._batch_size = batch_size
+        self._concurrency = max(concurrency, 1)
         self._progress_every = progress_every
         self._idle_wait_s = idle_wait_s
         self._stopping = False
+        self._wakeup = Wakeup(pool.conninfo, BILLING_CHANNEL, idle_wait_s)
         self.accounts_done = 0
 
     def stop(self) -> None:
         self._stopping = True
+        self._wakeup.set()
 
     async def run(self) -> None:
-        backoff = 0.2
-        while not self._stopping:
-            try:
-                worked = await self.run_once()
-                backoff = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("billing run failed; retrying: %r", exc, extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if not worked:
-                await asyncio.sleep(self._idle_wait_s)
+        """The loop: a turn as soon as a PeriodClosed is recorded (its NOTIFY), else every `idle_wait_s`."""
+        self._wakeup.start()
+        try:
+            await run_turns(
+                self.run_once, what="billing run", stopping=lambda: self._stopping, idle=self._wakeup
+            )
+        finally:
+            await self._wakeup.stop()
 
     async def run_once(self) -> bool:
         """Add new accounts to the runs of their periods, then work on the oldest open run until it is
@@ -180,35 +180,42 @@ class BillingRunner:
         )
 
     async def _work(self, period: str) -> None:
+        """Bill the run's open items in batches, `concurrency` batches at a time (each its own
+        transaction and connection): one batch computes in Python while another waits for PostgreSQL."""
         started = time.perf_counter()
         tally: Tally[str] = Tally()
-        done = 0
-        next_report = self._progress_every
-        while not self._stopping:
-            async with self._pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(
-                    "SELECT account_no FROM billing_run_items WHERE period = %s AND NOT done"
-                    " ORDER BY account_no LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (period, self._batch_size),
-                )
-                batch = [str(r[0]) for r in await cur.fetchall()]
-                if not batch:
-                    break
-                outcomes = await self._billing.bill_accounts(conn, period, batch)
-                await conn.execute(
-                    "UPDATE billing_run_items SET done = true WHERE period = %s AND account_no = ANY(%s)",
-                    (period, batch),
-                )
-            for outcome in outcomes.values():
-                BILLING_ACCOUNTS.labels(outcome).inc()
-                tally[outcome] += 1
-            done += len(batch)
-            self.accounts_done += len(batch)
-            if done >= next_report:
-                next_report += self._progress_every
-                await self._report(period, done, started, tally)
-        if done:
-            await self._report(period, done, started, tally, final=True)
+        progress = {"done": 0, "next_report": self._progress_every}
+
+        async def lane() -> None:
+            while not self._stopping:
+                async with self._pool.connection() as conn, conn.transaction():
+                    cur = await conn.execute(
+                        "SELECT account_no FROM billing_run_items WHERE period = %s AND NOT done"
+                        " ORDER BY account_no LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (period, self._batch_size),
+                    )
+                    batch = [str(r[0]) for r in await cur.fetchall()]
+                    if not batch:
+                        return
+                    outcomes = await self._billing.bill_accounts(conn, period, batch)
+                    await conn.execute(
+                        "UPDATE billing_run_items SET done = true WHERE period = %s AND account_no = ANY(%s)",
+                        (period, batch),
+                    )
+                for outcome in outcomes.values():
+                    BILLING_ACCOUNTS.labels(outcome).inc()
+                    tally[outcome] += 1
+                progress["done"] += len(batch)
+                self.accounts_done += len(batch)
+                if progress["done"] >= progress["next_report"]:
+                    progress["next_report"] += self._progress_every
+                    await self._report(period, progress["done"], started, tally)
+
+        async with asyncio.TaskGroup() as lanes:
+            for _ in range(self._concurrency):
+                lanes.create_task(lane())
+        if progress["done"]:
+            await self._report(period, progress["done"], started, tally, final=True)
 
     async def _report(
         self, period: str, done: int, started: float, tally: Tally[str], *, final: bool = False

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from psycopg.errors import UniqueViolation
@@ -97,73 +98,164 @@ class OwnEvents:
 
     async def bulk_append(
         self, conn: Connection, items: Sequence[tuple[str, Sequence[tuple[BaseModel, uuid.UUID]]]]
-    ) -> list[Envelope]:
-        """Append to many streams at once, each after its current version (the billing run's batches).
+    ) -> int:
+        """Append to many streams at once, each after its current version (the billing run's batches);
+        returns how many events were appended.
 
         The caller holds the accounts' locks, so no other writer moves these streams meanwhile; should one
-        anyway, the (stream, version) key makes the whole batch fail and the run retries it. This is
-        `EventStore.append` for many streams in two round trips (see the README: a runtime proposal).
+        anyway, the (stream, version) key makes the whole batch fail and the run retries it (and a
+        repeated event id fails it the same way: exactly once). This is `EventStore.append` for many
+        streams in a fixed number of round trips: one query for the streams' versions, one multi-row
+        `INSERT ... SELECT FROM unnest(...)` of the events and one per mirror table
+        (`_project_many`), whatever the batch size (see the README: a runtime proposal).
         """
         if not items:
-            return []
+            return 0
         async with conn.transaction():
             await lock_for_append(conn)  # positions must commit in order for the relay
             return await self._insert_many(conn, items)
 
     async def _insert_many(
         self, conn: Connection, items: Sequence[tuple[str, Sequence[tuple[BaseModel, uuid.UUID]]]]
-    ) -> list[Envelope]:
+    ) -> int:
         cur = await conn.execute(
             "SELECT stream_id, max(stream_version) FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id",
             ([stream for stream, _ in items],),
         )
         versions = {str(st): int(v) for st, v in await cur.fetchall()}
-        envelopes: list[Envelope] = []
-        rows = []
+        correlation_id, causation_id = current_correlation_id(), current_causation_id()
+        occurred_at = utc_now()
+        ids: list[uuid.UUID] = []
+        types: list[str] = []
+        schema_versions: list[int] = []
+        streams: list[str] = []
+        stream_versions: list[int] = []
+        topics: list[str] = []
+        payloads: list[str] = []
+        appended: list[tuple[uuid.UUID, BaseModel]] = []
         for stream, events in items:
             version = versions.get(stream, 0)
             for payload, new_id in events:
                 version += 1
                 spec = registry.spec_of(payload)
-                envelope = Envelope(
-                    event_id=new_id,
-                    event_type=spec.event_type,
-                    schema_version=spec.version,
-                    stream_id=stream,
-                    stream_version=version,
-                    occurred_at=utc_now(),
-                    correlation_id=current_correlation_id(),
-                    causation_id=current_causation_id(),
-                    producer=self.producer,
-                    payload=payload.model_dump(mode="json"),
-                )
-                envelopes.append(envelope)
-                rows.append(
-                    (
-                        envelope.event_id,
-                        envelope.event_type,
-                        envelope.schema_version,
-                        stream,
-                        version,
-                        spec.topic,
-                        envelope.occurred_at,
-                        envelope.correlation_id,
-                        envelope.causation_id,
-                        envelope.producer,
-                        orjson.dumps(envelope.payload).decode(),
-                    )
-                )
-        async with conn.cursor() as insert:
-            await insert.executemany(
-                "INSERT INTO events (event_id, event_type, schema_version, stream_id, stream_version,"
-                " topic, occurred_at, correlation_id, causation_id, producer, payload)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
-                rows,
+                ids.append(new_id)
+                types.append(spec.event_type)
+                schema_versions.append(spec.version)
+                streams.append(stream)
+                stream_versions.append(version)
+                topics.append(spec.topic)
+                payloads.append(orjson.dumps(payload.model_dump(mode="json")).decode())
+                appended.append((new_id, payload))
+        await conn.execute(
+            "INSERT INTO events (event_id, event_type, schema_version, stream_id, stream_version, topic,"
+            " payload, occurred_at, correlation_id, causation_id, producer)"
+            " SELECT e.*, %s::timestamptz, %s::text, %s::text, %s::text FROM unnest(%b::uuid[], %b::text[],"
+            " %b::int[], %b::text[], %b::int[], %b::text[], %b::jsonb[]) AS e",
+            (
+                occurred_at,
+                correlation_id,
+                causation_id,
+                self.producer,
+                ids,
+                types,
+                schema_versions,
+                streams,
+                stream_versions,
+                topics,
+                payloads,
+            ),
+        )
+        await self._project_many(conn, appended)
+        return len(appended)
+
+    async def _project_many(self, conn: Connection, appended: Sequence[tuple[uuid.UUID, BaseModel]]) -> None:
+        """`project()` for a batch, set-based: one statement per mirror table. It handles the billing
+        run's events (ChargeCalculated, true-up EstimateReversed, PeriodBilled); a batch with anything
+        else (a reading, an adjustment) goes through `project()` event by event, in order. The result is
+        the same as projecting the events one by one in order (a test compares it with `rebuild()`)."""
+        charges: list[tuple[uuid.UUID, ChargeCalculated]] = []
+        reversals: list[EstimateReversed] = []
+        billed: dict[tuple[str, str], PeriodBilled] = {}
+        for new_id, payload in appended:
+            if isinstance(payload, ChargeCalculated):
+                charges.append((new_id, payload))
+            elif isinstance(payload, EstimateReversed) and adjusted_charge_id(payload.correction_id) is None:
+                reversals.append(payload)
+            elif isinstance(payload, PeriodBilled):
+                billed[(payload.account_no, payload.period)] = payload  # the last one wins, as in order
+            else:
+                await self._project_each(conn, appended)
+                return
+        if charges:
+            rows = [_charge_row(new_id, c) for new_id, c in charges]
+            await conn.execute(
+                "INSERT INTO charges (charge_id, account_no, period, estimated, reading_id, from_date, to_date,"
+                " days, consumption_kwh, tariff_option_applied, net_total, vat, total, event_id)"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::date[],"
+                " %b::date[], %b::int[], %b::numeric[], %b::text[], %b::numeric[], %b::numeric[],"
+                " %b::numeric[], %b::uuid[]) ON CONFLICT (charge_id) DO NOTHING",
+                tuple(list(column) for column in zip(*rows, strict=True)),
             )
+            actual = [
+                (c.charge_id.removeprefix("chg-"), c.consumption_kwh) for _, c in charges if not c.estimated
+            ]
+            if actual:
+                await conn.execute(
+                    "UPDATE readings r SET consumption_kwh = u.kwh"
+                    " FROM unnest(%b::text[], %b::numeric[]) AS u(reading_id, kwh)"
+                    " WHERE r.reading_id = u.reading_id AND r.consumption_kwh IS NULL",
+                    ([a for a, _ in actual], [k for _, k in actual]),
+                )
+        if reversals:
+            await conn.execute(
+                "INSERT INTO estimate_reversals (correction_id, account_no, period, amount, reading_id,"
+                " reversed_charge_ids) SELECT u.correction_id, u.account_no, u.period, u.amount,"
+                " u.reading_id, ARRAY(SELECT jsonb_array_elements_text(u.reversed))"
+                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::numeric[], %b::text[], %b::jsonb[])"
+                " AS u(correction_id, account_no, period, amount, reading_id, reversed)"
+                " ON CONFLICT DO NOTHING",
+                (
+                    [e.correction_id for e in reversals],
+                    [e.account_no for e in reversals],
+                    [e.period for e in reversals],
+                    [e.amount for e in reversals],
+                    [e.correction_id.removeprefix("rev-") for e in reversals],
+                    [orjson.dumps(list(e.reversed_charge_ids)).decode() for e in reversals],
+                ),
+            )
+            # Each charge is reversed once (by its own true-up); a later reversal in order wins.
+            reversed_by = {cid: e.correction_id for e in reversals for cid in e.reversed_charge_ids}
+            await conn.execute(
+                "UPDATE charges c SET reversed_by = u.correction_id"
+                " FROM unnest(%b::text[], %b::text[]) AS u(charge_id, correction_id)"
+                " WHERE c.charge_id = u.charge_id",
+                (list(reversed_by), list(reversed_by.values())),
+            )
+        if billed:
+            done = list(billed.values())
+            await conn.execute(
+                "INSERT INTO period_billing (account_no, period, status, charge_ids, updated_at)"
+                " SELECT u.account_no, u.period, 'billed', ARRAY(SELECT jsonb_array_elements_text(u.ids)),"
+                " now() FROM unnest(%b::text[], %b::text[], %b::jsonb[]) AS u(account_no, period, ids)"
+                " ON CONFLICT (account_no, period) DO UPDATE"
+                " SET status = 'billed', charge_ids = excluded.charge_ids, updated_at = now()",
+                (
+                    [b.account_no for b in done],
+                    [b.period for b in done],
+                    [orjson.dumps(list(b.charge_ids)).decode() for b in done],
+                ),
+            )
+
+    async def _project_each(self, conn: Connection, appended: Sequence[tuple[uuid.UUID, BaseModel]]) -> None:
+        cur = await conn.execute(
+            "SELECT event_id, event_type, schema_version, stream_id, stream_version, occurred_at,"
+            " correlation_id, causation_id, producer, payload FROM events WHERE event_id = ANY(%s)"
+            " ORDER BY position",
+            ([new_id for new_id, _ in appended],),
+        )
         async with conn.pipeline():
-            for envelope in envelopes:
-                await self.project(conn, envelope)
-        return envelopes
+            for row in await cur.fetchall():
+                await self.project(conn, _row_envelope(row))
 
     async def append_to_period(
         self, conn: Connection, account_no: str, period: str, events: Sequence[tuple[BaseModel, uuid.UUID]]
@@ -298,6 +390,46 @@ class OwnEvents:
                 )
                 await self.project(conn, self.store.upcast(str(row[10]), envelope))
         return len(rows)
+
+
+def _charge_row(new_id: uuid.UUID, c: ChargeCalculated) -> tuple[Any, ...]:
+    """A `charges` row of a ChargeCalculated (the same columns `project()` writes)."""
+    reading_id = None if c.estimated else c.charge_id.removeprefix("chg-")
+    if c.previous is not None and c.current is not None:
+        from_date, to_date = c.previous.date, c.current.date
+    else:
+        from_date, to_date = c.lines[0].from_date, c.lines[-1].to_date
+    return (
+        c.charge_id,
+        c.account_no,
+        c.period,
+        c.estimated,
+        reading_id,
+        from_date,
+        to_date,
+        c.days,
+        c.consumption_kwh,
+        c.tariff_option_applied,
+        c.net_total,
+        c.vat,
+        c.total,
+        new_id,
+    )
+
+
+def _row_envelope(row: Sequence[Any]) -> Envelope:
+    return Envelope(
+        event_id=row[0],
+        event_type=row[1],
+        schema_version=row[2],
+        stream_id=row[3],
+        stream_version=row[4],
+        occurred_at=row[5],
+        correlation_id=row[6],
+        causation_id=row[7],
+        producer=row[8],
+        payload=row[9],
+    )
 
 
 # --- queries --------------------------------------------------------------------------------------

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faust
 from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
+from calculator.adapters.loops import until_done
 from calculator.application.charges import RatingService
 from contracts.envelope import Envelope
 from contracts.events.calculator import TOPIC
@@ -41,8 +44,8 @@ class RatingStream:
         self._rating = rating
 
     async def handle(self, raw: bytes | None) -> str:
-        if raw is None:
-            return "skipped"
+        if raw is None or b"ReadingSubmitted" not in raw:
+            return "skipped"  # (the billing run's own events pass by in thousands: not even parsed)
         try:
             envelope = Envelope.from_json_bytes(raw)
         except ValueError:
@@ -73,10 +76,17 @@ class RatingStream:
         return "failed"
 
 
-def rating_app(app_id: str, bootstrap_servers: str, step: RatingStream, **settings: Any) -> faust.App:
+def rating_app(
+    app_id: str, bootstrap_servers: str, step: RatingStream, *, datadir: Path, **settings: Any
+) -> faust.App:
+    """The faust app; `datadir` is where faust keeps its (here empty) app directory: a directory of
+    our choosing (`CALCULATOR_FAUST_DATA_DIR`), not `<app id>-data` in the current directory. It is
+    created here with its parents (faust creates only the last level)."""
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap_servers}",
+        datadir=str(datadir),
         store="memory://",
         web_enabled=False,
         processing_guarantee="at_least_once",
@@ -98,16 +108,36 @@ def rating_app(app_id: str, bootstrap_servers: str, step: RatingStream, **settin
 
 
 class RatingAgent:
-    """Runs the faust app inside our own event loop (no faust Worker, no signal handlers of its own)."""
+    """Runs the faust app inside our own event loop (no faust Worker, no signal handlers of its own).
 
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
+    `start()` retries with backoff while Kafka is away (each try with a fresh app: a faust app whose
+    start failed is not started again), like the relay and the consumers, instead of failing the worker.
+    """
 
-    async def start(self) -> None:
+    def __init__(self, make_app: Callable[[], faust.App]) -> None:
+        self._make_app = make_app
+        self.app = make_app()
+        self._stopping = False
+
+    async def start(self) -> bool:
+        """True once started; False if `stop()` came first."""
         # faust and mode log every service start/stop at INFO: keep their warnings and errors only.
         for name in ("faust", "mode"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        return await until_done(
+            self._start_once,
+            what="starting the rating stream (faust)",
+            stopping=lambda: self._stopping,
+            on_failure=self._discard,
+        )
+
+    async def _start_once(self) -> None:
         await self.app.start()
 
+    async def _discard(self) -> None:
+        failed, self.app = self.app, self._make_app()
+        await failed.stop()
+
     async def stop(self) -> None:
+        self._stopping = True
         await self.app.stop()

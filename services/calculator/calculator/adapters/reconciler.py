@@ -23,6 +23,7 @@ from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 
 from calculator.adapters.ingress import ParkedGridReadings
+from calculator.adapters.loops import run_turns
 from calculator.adapters.own_events import OwnEvents
 from calculator.application.charges import ReconcileService
 from service_runtime.db import Connection
@@ -59,23 +60,17 @@ class Reconciler:
         self._stopping = True
 
     async def run(self) -> None:
-        backoff = 0.2
-        while not self._stopping:
-            try:
-                worked = await self.run_once()
-                if time.monotonic() >= self._next_sweep:
-                    self._next_sweep = time.monotonic() + self._parked_sweep_s
-                    await self.sweep_parked()
-                backoff = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("reconciling failed; retrying: %r", exc, extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if not worked:
-                await asyncio.sleep(self._idle_wait_s)
+        await run_turns(self._turn, what="reconciling", stopping=lambda: self._stopping, idle=self._idle)
+
+    async def _turn(self) -> int:
+        worked = await self.run_once()
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self._parked_sweep_s
+            await self.sweep_parked()
+        return worked
+
+    async def _idle(self) -> None:
+        await asyncio.sleep(self._idle_wait_s)
 
     async def run_once(self) -> int:
         """Reconcile the oldest requested accounts; returns how many requests were handled."""

@@ -6,29 +6,32 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-import time
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-import jwt
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
 from pydantic import BaseModel
 
+from calculator.adapters.ingress import PeriodClosedIngress
 from calculator.api import create_app
 from calculator.settings import MIGRATIONS_DIR, CalculatorSettings
 from calculator.worker import Background, Components, handlers
-from contracts.envelope import Envelope
 from contracts.events import accounts as acc
 from contracts.events.calculator import TOPIC as CALCULATOR_TOPIC
+from service_runtime.consumers import IngressHandler, IngressMessage, Projection
+from service_runtime.db import Connection
 from tests.support.harness import ServiceHarness
+from tests.support.messages import backoffice_message as backoffice_message
+from tests.support.messages import canonical_envelope
 from tests.support.stack import eventually, produce
+from tests.support.tokens import SigningKeys as Keys
 
 KID = "calculator-test-key"
 
@@ -37,31 +40,9 @@ def account_number() -> str:
     return str(random.randint(10**11, 10**12 - 1))
 
 
-@dataclass
-class Keys:
-    private: Ed25519PrivateKey
-
-    @property
-    def jwks(self) -> dict[str, Any]:
-        jwk = orjson.loads(OKPAlgorithm.to_jwk(self.private.public_key()))
-        return {"keys": [{**jwk, "kid": KID, "alg": "EdDSA", "use": "sig"}]}
-
-    def token(self, user_id: uuid.UUID) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": "lk-identity",
-            "aud": "lk-portal",
-            "sub": str(user_id),
-            "sid": "s1",
-            "iat": now,
-            "exp": now + 600,
-        }
-        return jwt.encode(claims, self.private, algorithm="EdDSA", headers={"kid": KID})
-
-
 @pytest.fixture(scope="session")
 def keys() -> Keys:
-    return Keys(Ed25519PrivateKey.generate())
+    return Keys(KID, ttl_s=600)
 
 
 class Calc:
@@ -77,7 +58,7 @@ class Calc:
         return self.svc.client
 
     def auth(self, user: uuid.UUID | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys.token(user or self.user)}"}
+        return self.keys.auth(user or self.user)
 
     async def fetch(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         return await self.svc.fetch(query, params)
@@ -183,34 +164,11 @@ class Calc:
 
 
 async def produce_canonical(bootstrap: str, topic: str, events: list[tuple[str, int, BaseModel]]) -> None:
-    from contracts.registry import registry
-
     messages = []
     for stream, version, payload in events:
-        spec = registry.spec_of(payload)
-        envelope = Envelope(
-            event_type=spec.event_type,
-            schema_version=spec.version,
-            stream_id=stream,
-            stream_version=version,
-            producer="accounts",
-            payload=payload.model_dump(mode="json"),
-        )
+        envelope = canonical_envelope(stream, version, payload, "accounts")
         messages.append((stream.encode(), envelope.to_json_bytes()))
     await produce(bootstrap, topic, messages)
-
-
-def backoffice_message(event_type: str, payload: dict[str, Any], event_id: uuid.UUID | None = None) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": str(event_id or uuid.uuid4()),
-            "event_type": event_type,
-            "schema_version": 1,
-            "occurred_at": dt.datetime.now(dt.UTC).isoformat(),
-            "producer": "backoffice",
-            "payload": payload,
-        }
-    )
 
 
 class TopicWatcher:
@@ -287,9 +245,42 @@ async def commit_group_at_end(bootstrap: str, group_id: str, topic: str) -> None
         await consumer.stop()
 
 
+# The PeriodClosed messages these tests produced (`test_calculator_billing.period_closed`). Other suites
+# close periods on the same shared topic at any time (several 2025-06 closings a minute while they run);
+# each would bill every account of every test instance and add estimates the tests do not expect.
+OUR_PERIOD_CLOSINGS: set[uuid.UUID] = set()
+
+
+class OwnPeriodClosings(PeriodClosedIngress):
+    """PeriodClosedIngress for the tests' instances: only the closings the tests produced."""
+
+    async def handle(self, conn: Connection, message: IngressMessage) -> None:
+        if message.envelope.event_id in OUR_PERIOD_CLOSINGS:
+            await super().handle(conn, message)
+
+
+def own_closings_only(
+    handlers: list[Projection | IngressHandler], settings: CalculatorSettings
+) -> list[Projection | IngressHandler]:
+    return [
+        OwnPeriodClosings(settings.ingress_since) if isinstance(h, PeriodClosedIngress) else h
+        for h in handlers
+    ]
+
+
+@pytest.fixture
+def faust_data_dir() -> Iterator[Path]:
+    """A directory of the test's own for faust's app directories, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="calculator-faust-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 async def calc(
-    stack_env: dict[str, str], make_database: Any, kafka_bootstrap: str, keys: Keys
+    stack_env: dict[str, str], make_database: Any, kafka_bootstrap: str, keys: Keys, faust_data_dir: Path
 ) -> AsyncIterator[Calc]:
     # The shared topics keep every test's history: this instance handles only what happens from now on
     # (readings and period closings; its rating agent starts at the topic's end).
@@ -297,13 +288,14 @@ async def calc(
         database_url=make_database(),
         kafka_bootstrap_servers=kafka_bootstrap,
         ingress_since=dt.datetime.now(dt.UTC),
+        faust_data_dir=faust_data_dir,
     )
     components = Components()
     harness = ServiceHarness(
         settings,
         migrations_dir=MIGRATIONS_DIR,
         app_factory=create_app,
-        handlers=lambda: handlers(components, settings),  # type: ignore[arg-type]
+        handlers=lambda: own_closings_only(handlers(components, settings), settings),  # type: ignore[arg-type]
     )
     async with harness as svc:
         assert svc.app is not None

@@ -15,10 +15,13 @@ from contracts.backoffice import BILLING
 from contracts.events.calculator import TOPIC as CALCULATOR_TOPIC
 from tests.support.stack import eventually, produce
 
-from .conftest import Calc, TopicWatcher, account_number, backoffice_message
+from .conftest import OUR_PERIOD_CLOSINGS, Calc, TopicWatcher, account_number, backoffice_message
 
 
 def period_closed(period: str, event_id: uuid.UUID | None = None) -> tuple[bytes, bytes]:
+    """A PeriodClosed of this test (the tests' calculators ignore the other suites' closings)."""
+    event_id = event_id or uuid.uuid4()
+    OUR_PERIOD_CLOSINGS.add(event_id)
     return period.encode(), backoffice_message("PeriodClosed", {"period": period}, event_id)
 
 

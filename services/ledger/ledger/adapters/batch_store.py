@@ -12,7 +12,8 @@ and its appends buffered:
    buffered, and later messages of the batch see what earlier ones did (the aggregates are the same
    objects; the payment index and the open accounts are updated in memory).
 3. `flush()` writes the buffer as three multi-row statements (events in order, stream heads, payment
-   index), sent without waiting when the runner pipelines its batch.
+   index), sent without waiting when the runner pipelines its batch, and then the read models of what
+   it appended (`PgLedgerStore.project`: one more round trip, two or three multi-row upserts).
 
 The rare paths (parking, a parked message applied, a stream or payment id the preload did not cover)
 flush the buffer and fall back to `PgLedgerStore`'s per-call queries, which then see everything the
@@ -245,7 +246,8 @@ class BatchLedgerStore(PgLedgerStore):
         return await super().locate_payment(account_no, payment_id)
 
     async def record_opening(self, command: OpenAccount, source: Source) -> None:
-        await self.flush()
+        # No flush: the opening's row does not depend on the buffered appends (an account's openings and
+        # parkings are serialized by its advisory lock, taken here, not by the buffer).
         await super().record_opening(command, source)
         self._open.add(command.account_no)
         self._accounts_known.add(command.account_no)
@@ -270,8 +272,10 @@ class BatchLedgerStore(PgLedgerStore):
         await super().unpark(parked)
 
     async def take_parked_for_account(self, account_no: str) -> list[Parked]:
-        await self.flush()
-        return await super().take_parked_for_account(account_no)
+        parked = await super().take_parked_for_account(account_no)
+        if parked:  # applied next, on the per-call paths, which must see what the batch appended so far
+            await self.flush()
+        return parked
 
     # --- the batch's writes, at once --------------------------------------------------------
 
@@ -310,6 +314,7 @@ class BatchLedgerStore(PgLedgerStore):
                         literal(row["service_code"] for row in payments),
                     ),
                 )
+        await self.project(buffer)
 
 
 def _by_stream(rows: Iterable[Any]) -> dict[str, list[Any]]:

@@ -24,6 +24,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from contracts.events import accounts as acc
 from contracts.events import ledger as contract
 from contracts.money import to_tiyn
@@ -112,6 +114,105 @@ def stream_columns(streams: Sequence[tuple[StreamKey, int, PeriodSheet]]) -> tup
     )
 
 
+Appended = tuple[str, str, int, BaseModel]  # account_no, service_code, stream version, canonical payload
+
+
+async def project_periods(conn: Connection, events: Sequence[Appended]) -> None:
+    """Apply canonical ledger events (in stream version order per stream) to `ledger_periods` and
+    `ledger_period_streams`: one pipelined read of the touched streams' heads and rows, then two
+    multi-row upserts. Events at or below a stream's applied version are skipped (idempotent).
+
+    Used by the Kafka consumer (`LedgerPeriodsProjection`) and, inline, by the write side in the
+    transaction that appends the events (`adapters.streams.PgLedgerStore`)."""
+    if not events:
+        return
+    batch: dict[StreamKey, list[tuple[int, Movement]]] = {}
+    for account_no, service_code, version, payload in events:
+        batch.setdefault((account_no, service_code), []).append((version, movement_of(payload)))
+    accounts = [k[0] for k in batch]
+    services = [k[1] for k in batch]
+    since = [
+        "0000-00"  # an opening balance rolls through every row
+        if any(m.opening is not None for _, m in items)
+        else str(min(m.period for _, m in items))
+        for items in batch.values()
+    ]
+    async with conn.pipeline():
+        heads_cur = await conn.execute(_HEADS_SQL, (literal(accounts), literal(services)))
+        rows_cur = await conn.execute(_ROWS_SQL, (literal(accounts), literal(services), literal(since)))
+    heads = {(a, s): int(v) for a, s, v in await heads_cur.fetchall()}
+    stored: dict[StreamKey, list[TiynRow]] = {}
+    for a, s, period, opening, accrued, corrections, paid, closing, tariff in await rows_cur.fetchall():
+        row = TiynRow(parse_period(period), opening, accrued, corrections, paid, closing, tariff)
+        stored.setdefault((a, s), []).append(row)
+
+    changed: list[tuple[StreamKey, TiynRow]] = []
+    streams: list[tuple[StreamKey, int, PeriodSheet]] = []
+    for key, items in batch.items():
+        head = applied = heads.get(key, 0)
+        sheet = PeriodSheet.partial(stored.get(key, ()))
+        for version, movement in items:
+            if version <= applied:
+                continue  # applied before (a redelivery, or a rebuild got there first)
+            if version != applied + 1:
+                log.warning(
+                    "ledger stream version gap",
+                    extra={"stream": f"{key[0]}:{key[1]}", "after": applied, "got": version},
+                )
+            sheet.apply(movement)
+            applied = version
+        if applied == head:
+            continue
+        changed += [(key, row) for row in sheet.changed()]
+        streams.append((key, applied, sheet))
+    if not streams:
+        return
+    async with conn.cursor() as cur:
+        if changed:
+            await cur.execute(UPSERT_PERIODS_SQL, period_columns(changed))
+        await cur.execute(UPSERT_STREAMS_SQL, stream_columns(streams))
+
+
+async def project_payments(conn: Connection, payloads: Sequence[BaseModel]) -> None:
+    """Apply canonical PaymentReceived / PaymentReversed payloads (others are ignored) to
+    `ledger_payments`: insert-if-absent, then flag reversals (idempotent by construction)."""
+    received: list[contract.PaymentReceived] = []
+    reversed_: list[contract.PaymentReversed] = []
+    for payload in payloads:
+        if isinstance(payload, contract.PaymentReceived):
+            received.append(payload)
+        elif isinstance(payload, contract.PaymentReversed):
+            reversed_.append(payload)
+    async with conn.cursor() as cur:
+        if received:  # first: a reversal in the same batch follows its payment
+            await cur.execute(
+                INSERT_PAYMENTS_SQL,
+                (
+                    literal(p.account_no for p in received),
+                    literal(p.service_code for p in received),
+                    [p.payment_id for p in received],  # free text
+                    literal(p.paid_on for p in received),
+                    literal(to_tiyn(p.amount) for p in received),
+                    [p.bank for p in received],
+                ),
+            )
+        if reversed_:
+            await cur.execute(
+                _REVERSE_PAYMENTS_SQL,
+                (
+                    literal(p.account_no for p in reversed_),
+                    literal(p.service_code for p in reversed_),
+                    [p.payment_id for p in reversed_],
+                ),
+            )
+
+
+async def project_inline(conn: Connection, events: Sequence[Appended]) -> None:
+    """Both read models of the ledger's own events, in the transaction that appends them."""
+    await project_periods(conn, events)
+    await project_payments(conn, [payload for *_, payload in events])
+
+
 class LedgerPeriodsProjection(Projection):
     name: ClassVar[str] = "ledger-periods"
     topics: ClassVar[tuple[str, ...]] = (contract.TOPIC,)
@@ -125,55 +226,13 @@ class LedgerPeriodsProjection(Projection):
         await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None:
-        if not events:
-            return
-        batch: dict[StreamKey, list[tuple[int, Movement]]] = {}
-        for event in events:
-            payload = event.payload
-            key = (payload.account_no, payload.service_code)
-            batch.setdefault(key, []).append((event.envelope.stream_version, movement_of(payload)))
-        accounts = [k[0] for k in batch]
-        services = [k[1] for k in batch]
-        since = [
-            "0000-00"  # an opening balance rolls through every row
-            if any(m.opening is not None for _, m in items)
-            else str(min(m.period for _, m in items))
-            for items in batch.values()
-        ]
-        async with conn.pipeline():
-            heads_cur = await conn.execute(_HEADS_SQL, (literal(accounts), literal(services)))
-            rows_cur = await conn.execute(_ROWS_SQL, (literal(accounts), literal(services), literal(since)))
-        heads = {(a, s): int(v) for a, s, v in await heads_cur.fetchall()}
-        stored: dict[StreamKey, list[TiynRow]] = {}
-        for a, s, period, opening, accrued, corrections, paid, closing, tariff in await rows_cur.fetchall():
-            row = TiynRow(parse_period(period), opening, accrued, corrections, paid, closing, tariff)
-            stored.setdefault((a, s), []).append(row)
-
-        changed: list[tuple[StreamKey, TiynRow]] = []
-        streams: list[tuple[StreamKey, int, PeriodSheet]] = []
-        for key, items in batch.items():
-            head = applied = heads.get(key, 0)
-            sheet = PeriodSheet.partial(stored.get(key, ()))
-            for version, movement in items:
-                if version <= applied:
-                    continue  # applied before (a redelivery, or a rebuild got there first)
-                if version != applied + 1:
-                    log.warning(
-                        "ledger stream version gap",
-                        extra={"stream": f"{key[0]}:{key[1]}", "after": applied, "got": version},
-                    )
-                sheet.apply(movement)
-                applied = version
-            if applied == head:
-                continue
-            changed += [(key, row) for row in sheet.changed()]
-            streams.append((key, applied, sheet))
-        if not streams:
-            return
-        async with conn.cursor() as cur:
-            if changed:
-                await cur.execute(UPSERT_PERIODS_SQL, period_columns(changed))
-            await cur.execute(UPSERT_STREAMS_SQL, stream_columns(streams))
+        await project_periods(
+            conn,
+            [
+                (e.payload.account_no, e.payload.service_code, e.envelope.stream_version, e.payload)
+                for e in events
+            ],
+        )
 
     async def reset(self, conn: Connection) -> None:
         await conn.execute("TRUNCATE ledger_periods, ledger_period_streams")
@@ -205,36 +264,7 @@ class LedgerPaymentsProjection(Projection):
         await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None:
-        received: list[contract.PaymentReceived] = []
-        reversed_: list[contract.PaymentReversed] = []
-        for event in events:
-            payload = event.payload
-            if isinstance(payload, contract.PaymentReceived):
-                received.append(payload)
-            elif isinstance(payload, contract.PaymentReversed):
-                reversed_.append(payload)
-        async with conn.cursor() as cur:
-            if received:  # first: a reversal in the same batch follows its payment
-                await cur.execute(
-                    INSERT_PAYMENTS_SQL,
-                    (
-                        literal(p.account_no for p in received),
-                        literal(p.service_code for p in received),
-                        [p.payment_id for p in received],  # free text
-                        literal(p.paid_on for p in received),
-                        literal(to_tiyn(p.amount) for p in received),
-                        [p.bank for p in received],
-                    ),
-                )
-            if reversed_:
-                await cur.execute(
-                    _REVERSE_PAYMENTS_SQL,
-                    (
-                        literal(p.account_no for p in reversed_),
-                        literal(p.service_code for p in reversed_),
-                        [p.payment_id for p in reversed_],
-                    ),
-                )
+        await project_payments(conn, [event.payload for event in events])
 
     async def reset(self, conn: Connection) -> None:
         await conn.execute("TRUNCATE ledger_payments")

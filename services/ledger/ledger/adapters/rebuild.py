@@ -174,3 +174,55 @@ async def rebuild_from_store(pool: AsyncConnectionPool[Connection], name: str) -
     async with pool.connection() as conn, conn.transaction():
         stats: RebuildStats = await rebuild(conn)
     return stats
+
+
+async def verify_read_models(conn: Connection, *, limit: int = 20) -> list[str]:
+    """Where the read models differ from the folds of the event store (empty: they agree).
+
+    The same independent folds as the rebuild (`period_table`, `PaymentsView`), compared row by row
+    with `ledger_periods`, `ledger_period_streams` and `ledger_payments`, without writing anything (call
+    it in a transaction; the expected rows are held in memory, so it is meant for tests and audits of
+    a store of moderate size). At most `limit` differences are listed."""
+    stats = RebuildStats("verify")
+    periods: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    streams: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    payments: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    async for stream in _streams(conn, sorted(EVENT_TYPES), stats):
+        a, s = stream.account_no, stream.service_code
+        table = period_table(stream.events)
+        for row in table:
+            periods[(a, s, str(row.period))] = (
+                row.opening_balance, row.accrued, row.corrections, row.paid, row.closing_balance, row.tariff
+            )  # fmt: skip
+        if table:
+            streams[(a, s)] = (
+                stream.version,
+                str(table[0].period),
+                str(table[-1].period),
+                table[-1].closing_balance,
+            )
+        for line in PaymentsView.from_events(stream.events).lines():
+            payments[(a, s, line.payment_id)] = (line.paid_on, line.amount, line.bank, line.reversed)
+    stored: dict[str, dict[tuple[str, ...], tuple[Any, ...]]] = {}
+    for name, query, width in (
+        ("ledger_periods", "SELECT account_no, service_code, period, opening_balance, accrued, corrections,"
+         " paid, closing_balance, tariff FROM ledger_periods", 3),
+        ("ledger_period_streams", "SELECT account_no, service_code, version, first_period, last_period, balance"
+         " FROM ledger_period_streams", 2),
+        ("ledger_payments", "SELECT account_no, service_code, payment_id, paid_on, amount, bank, reversed"
+         " FROM ledger_payments", 3),
+    ):  # fmt: skip
+        cur = await conn.execute(query)
+        stored[name] = {tuple(row[:width]): tuple(row[width:]) for row in await cur.fetchall()}
+    differences: list[str] = []
+    for name, expected in (
+        ("ledger_periods", periods),
+        ("ledger_period_streams", streams),
+        ("ledger_payments", payments),
+    ):
+        actual = stored[name]
+        for key in sorted(expected.keys() | actual.keys()):
+            want, got = expected.get(key), actual.get(key)
+            if want != got:
+                differences.append(f"{name} {'/'.join(map(str, key))}: event store {want}, read model {got}")
+    return differences[:limit]

@@ -38,6 +38,7 @@ from contracts.topics import TopicKind, topic_spec
 from ledger.adapters.codec import from_stored, to_contract
 from ledger.adapters.dead_letters import DeadLetterSender
 from ledger.adapters.messages import envelope_bytes, parse_stored
+from ledger.adapters.projections import project_inline
 from ledger.application.commands import (
     Command,
     Loaded,
@@ -138,6 +139,10 @@ class StoreConfig:
     topic: str
     producer: str = "ledger"
     event_registry: EventRegistry = field(default_factory=lambda: registry)
+    # Write the ledger's read models (`ledger_periods`, `ledger_period_streams`, `ledger_payments`) in
+    # the transaction that appends the events (see `adapters.projections.project_inline`). Off: they
+    # are left to the `ledger-read-models` consumer of the ledger's topic.
+    inline_read_models: bool = True
 
 
 class PgLedgerStore:
@@ -208,8 +213,19 @@ class PgLedgerStore:
         return head, rows, facts, waiting
 
     async def append(self, loaded: Loaded, event: LedgerEvent, source: Source) -> None:
-        await self._conn.execute(_APPEND_SQL, self.event_row(loaded, event, source))
+        row = self.event_row(loaded, event, source)
+        await self._conn.execute(_APPEND_SQL, row)
+        await self.project([row])
         self._cache.put(loaded.key.stream_id, Cached(loaded.ledger, source.event_id))
+
+    async def project(self, rows: list[dict[str, Any]]) -> None:
+        """The read models of the appended `rows` (`event_row`s, in append order), in this transaction:
+        a read model is never behind (nor ahead of) the event store it is folded from."""
+        if self._config.inline_read_models and rows:
+            await project_inline(
+                self._conn,
+                [(row["account_no"], row["service_code"], row["version"], row["contract"]) for row in rows],
+            )
 
     def event_row(self, loaded: Loaded, event: LedgerEvent, source: Source) -> dict[str, Any]:
         """The row of `event` (already applied to `loaded.ledger`, so at its version)."""
@@ -231,6 +247,7 @@ class PgLedgerStore:
             "causation_id": current_causation_id(),
             "producer": self._config.producer,
             "payload": payload.model_dump_json(),
+            "contract": payload,  # for the inline read models
             "account_no": key.account_no,
             "service_code": key.service_code,
             "payment_id": event.payment_id if isinstance(event, PaymentReceived) else None,

@@ -12,33 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import jwt
-import orjson
-import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
 from pydantic import BaseModel
 
 from contracts import backoffice as bo
-from contracts.envelope import Envelope
 from contracts.events import accounts as acc
 from contracts.events import calculator as calc
 from contracts.events import ledger as ledger_events
 from contracts.registry import EventRegistry
 from ledger.adapters.dead_letters import DeadLetterSender
 from ledger.adapters.ingress import BackofficeIngress, UpstreamIngress
-from ledger.adapters.projections import AccountLinksProjection, LedgerReadModels
+from ledger.adapters.projections import AccountLinksProjection
 from ledger.adapters.streams import AggregateCache, StoreConfig
 from ledger.api import create_app
 from ledger.settings import MIGRATIONS_DIR, LedgerSettings
@@ -46,7 +39,10 @@ from service_runtime.consumers import ConsumerRunner, IngressHandler, Projection
 from service_runtime.kafka import ensure_topics
 from service_runtime.migrations import migrate_to_head
 from tests.support.harness import ServiceHarness
+from tests.support.messages import backoffice_message, canonical_envelope
+from tests.support.offsets import start_at_the_end
 from tests.support.stack import eventually, produce
+from tests.support.tokens import SigningKeys as Keys
 
 KID = "ledger-test-key"
 
@@ -57,28 +53,6 @@ def account_number() -> str:
 
 def uid() -> str:
     return uuid.uuid4().hex[:12]
-
-
-class Keys:
-    def __init__(self) -> None:
-        self.private = Ed25519PrivateKey.generate()
-
-    @property
-    def jwks(self) -> dict[str, Any]:
-        jwk = orjson.loads(OKPAlgorithm.to_jwk(self.private.public_key()))
-        return {"keys": [{**jwk, "kid": KID, "alg": "EdDSA", "use": "sig"}]}
-
-    def token(self, user_id: uuid.UUID) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": "lk-identity",
-            "aud": "lk-portal",
-            "sub": str(user_id),
-            "sid": "s1",
-            "iat": now,
-            "exp": now + 600,
-        }
-        return jwt.encode(claims, self.private, algorithm="EdDSA", headers={"kid": KID})
 
 
 class Upstream:
@@ -108,15 +82,14 @@ class Upstream:
         return [self.accounts, self.calculator, f"{self.accounts}.dlq", f"{self.calculator}.dlq"]
 
     def handlers(self, settings: LedgerSettings) -> list[Projection | IngressHandler]:
-        """The worker's four consumers (ledger.worker.build_handlers), the upstream ones on the
-        private topics."""
+        """The worker's consumers (ledger.worker.build_handlers: the read models are written inline by
+        the inputs), the upstream ones on the private topics."""
         config = StoreConfig(topic=settings.events_topic, event_registry=self.registry)
         cache = AggregateCache(settings.aggregate_cache_events)
         dead_letters = DeadLetterSender(settings.kafka_bootstrap_servers, "ledger-test.parked")
         return [
             BackofficeIngress(config, dead_letters, cache=cache),
             UpstreamIngress(config, dead_letters, cache=cache, topics=(self.accounts, self.calculator)),
-            LedgerReadModels(topics=(settings.events_topic,)),
             AccountLinksProjection(topics=(self.accounts,)),
         ]
 
@@ -144,7 +117,7 @@ class Ledger:
 
     # --- HTTP -------------------------------------------------------------------------------
     def auth(self, user: uuid.UUID) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys.token(user)}"}
+        return self.keys.auth(user)
 
     async def get(self, path: str, user: uuid.UUID, **params: str) -> httpx.Response:
         return await self.svc.client.get(path, params=params, headers=self.auth(user))
@@ -156,18 +129,7 @@ class Ledger:
         await eventually(check, timeout_s=timeout_s)
 
     # --- back-office messages ---------------------------------------------------------------
-    @staticmethod
-    def backoffice_message(event_type: str, payload: dict[str, Any], event_id: str | None = None) -> bytes:
-        return orjson.dumps(
-            {
-                "event_id": event_id or str(uuid.uuid4()),
-                "event_type": event_type,
-                "schema_version": 1,
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "producer": "backoffice",
-                "payload": payload,
-            }
-        )
+    backoffice_message = staticmethod(backoffice_message)
 
     async def backoffice(self, topic: str, messages: list[tuple[str, bytes]]) -> None:
         """Produce (account_no, message) pairs on a back-office topic, keyed by account number, in order.
@@ -229,14 +191,7 @@ class Ledger:
         for payload in payloads:
             version = self._versions.get(stream_id, 0) + 1
             self._versions[stream_id] = version
-            envelope = Envelope(
-                event_type=type(payload).__name__,
-                schema_version=1,
-                stream_id=stream_id,
-                stream_version=version,
-                producer=producer,
-                payload=payload.model_dump(mode="json"),
-            )
+            envelope = canonical_envelope(stream_id, version, payload, producer)
             messages.append((stream_id.encode(), envelope.to_json_bytes()))
         await produce(self.bootstrap, topic, messages)
 
@@ -325,40 +280,7 @@ class Ledger:
 
 @pytest.fixture(scope="session")
 def keys() -> Keys:
-    return Keys()
-
-
-async def start_at_the_end(
-    harness: ServiceHarness, settings: LedgerSettings, handlers: list[Projection | IngressHandler]
-) -> None:
-    """Make the harness's consumers start at the current end of their (shared) topics.
-
-    A fresh harness would otherwise replay every message other tests and earlier runs left on the
-    shared topics, which grows without bound and mixes in other databases' ledger streams (each
-    harness republishes what it replays onto ledger.events.v1). Tests use fresh accounts, so the
-    history is not needed: its offsets are committed beforehand, as the runner would have.
-    """
-    await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
-    await ensure_topics(settings.kafka_bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    rows = []
-    try:
-        await consumer._client.force_metadata_update()  # metadata of every topic, not only subscribed ones
-        for handler in handlers:
-            consumer_id = f"{settings.service_name}-{harness.instance}.{handler.name}"
-            for topic in handler.topics:
-                partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-                assert partitions, f"no partitions known for {topic}"
-                for tp, offset in (await consumer.end_offsets(partitions)).items():
-                    rows.append((consumer_id, tp.topic, tp.partition, offset))
-    finally:
-        await consumer.stop()
-    async with await psycopg.AsyncConnection.connect(settings.dsn, autocommit=True) as conn:
-        await conn.cursor().executemany(
-            "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)",
-            rows,
-        )
+    return Keys(KID, ttl_s=600)
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +303,16 @@ async def ledger(
             handlers=lambda: upstream.handlers(settings),
             runner_class=upstream.runner_class(),
         )
-        await start_at_the_end(harness, settings, upstream.handlers(settings))
+        # The harness's consumers start at the current end of their (shared) topics (tests use fresh
+        # accounts: the history is not needed, and other databases' ledger streams stay out).
+        await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
+        await ensure_topics(kafka_bootstrap)
+        await start_at_the_end(
+            settings.dsn,
+            kafka_bootstrap,
+            f"{settings.service_name}-{harness.instance}",
+            upstream.handlers(settings),
+        )
         async with harness as svc:
             assert svc.app is not None
             svc.app.state.token_verifier.load_jwks(keys.jwks)
