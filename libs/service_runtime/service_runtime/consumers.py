@@ -214,8 +214,8 @@ class ConsumerRunner:
             consumer.subscribe(list(self.handler.topics), listener=_SeekToStoredOffsets(self, consumer))
             await consumer.start()
         except Exception:
-            await consumer.stop()
-            await producer.stop()
+            await stop_quietly(consumer)
+            await stop_quietly(producer)
             raise
         self._consumer, self._dlq_producer = consumer, producer
 
@@ -224,10 +224,7 @@ class ConsumerRunner:
         self._consumer = self._dlq_producer = None
         for client in (consumer, producer):
             if client is not None:
-                try:
-                    await client.stop()
-                except Exception:
-                    log.debug("client stop failed", exc_info=True)
+                await stop_quietly(client)
 
     async def stored_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         async with self._pool.connection() as conn:
@@ -445,6 +442,21 @@ class ConsumerRunner:
             await projection.reset(conn)
             for table in ("consumer_offsets", "consumer_stream_versions", "consumer_inbox"):
                 await conn.execute(f"DELETE FROM {table} WHERE consumer = %s", (self.consumer_id,))  # noqa: S608
+
+
+async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop a Kafka client, swallowing its failures. While the broker is down, aiokafka's consumer.stop()
+    can re-raise the CancelledError of its own cancelled fetch task; let that through only when this task
+    is really being cancelled (else the worker exited with status 1 on a Kafka restart: issue 11)."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("a Kafka client's stop raised CancelledError of its own task; ignored")
+    except Exception:
+        log.debug("client stop failed", exc_info=True)
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
