@@ -1,5 +1,5 @@
 """Calculator benchmarks (not a test): `uv run python -m tests.benchmarks.bench_calculator [--quotes N]
-[--accounts N] [--stack-accounts N]`.
+[--accounts N] [--stack-accounts N] [--stream-readings N [--profile]]`.
 
 1. The rating engine's quotes per second on one core, and its cost relative to a baseline measured in
    the same run: a plain loop that does the same number of `Decimal` multiply-and-round steps as the
@@ -19,14 +19,23 @@
    benchmark holds the calculator's billing-membership advisory lock; it lets go when it produces the
    PeriodClosed, so all N are billed by that run. The accounts stay on the shared topics (12-digit
    numbers under a random `95…` prefix): keep N modest.
+4. The rating stream (`--stream-readings N`), in-process on a fresh database: N accounts (and as many
+   more without readings), each with `--stream-months` (4) monthly ReadingSubmitted from January 2025
+   appended through the event store as the API/grid ingress does, then `RatingStream.handle` called on
+   every envelope in order, month by month (no Kafka, no faust: the agent only feeds `handle`), so later
+   readings are rated with a growing history. Prints readings/s (wall), the CPU per reading of this
+   process and of the database's PostgreSQL backends, and the engine's quotes/s of step 1 as the
+   baseline ratio. `--profile` prints cProfile's top entries (by own time).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import datetime as dt
 import os
+import pstats
 import random
 import subprocess
 import time
@@ -48,6 +57,8 @@ from backoffice_simulator.kafka import publish
 from backoffice_simulator.wire import message
 from calculator.adapters.billing_runner import MEMBERSHIP_LOCK_KEY, BillingRunner
 from calculator.adapters.ingress import PeriodClosedIngress
+from calculator.adapters.rating_agent import RatingStream
+from calculator.domain.billing import meter_readings_stream
 from calculator.domain.rating import AccountAttributes, MeterReading, rate
 from calculator.domain.tariffs import seed_catalog
 from calculator.settings import MIGRATIONS_DIR
@@ -55,6 +66,7 @@ from calculator.worker import Components
 from contracts import backoffice
 from contracts.backoffice import PeriodClosed
 from contracts.envelope import IngressEnvelope
+from contracts.events.calculator import ReadingSubmitted
 from service_runtime.consumers import IngressMessage
 from service_runtime.db import open_pool
 from service_runtime.migrations import migrate_to_head
@@ -63,7 +75,7 @@ from tests.support.stack import REPO, load_stack_env
 TIYN = Decimal("0.01")
 
 
-def bench_engine(quotes: int) -> None:
+def bench_engine(quotes: int) -> float:
     catalog = seed_catalog()
     rng = random.Random(7)
     cases = []
@@ -97,6 +109,7 @@ def bench_engine(quotes: int) -> None:
         f"  baseline (plain Decimal multiply-and-round, {lines} steps): {baseline_s:.4f}s -> engine/baseline = {engine_s / baseline_s:.1f}x"
     )
     print(f"  target >= 20,000 quotes/s: {'met' if quotes / engine_s >= 20_000 else 'NOT met'}")
+    return quotes / engine_s
 
 
 async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) -> float:
@@ -166,7 +179,14 @@ async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) ->
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-async def _populate(conn: psycopg.AsyncConnection, accounts: int) -> None:  # type: ignore[type-arg]
+async def _populate(
+    conn: psycopg.AsyncConnection,  # type: ignore[type-arg]
+    accounts: int,
+    *,
+    with_history: int | None = None,
+) -> list[str]:
+    """N accounts; the first `with_history` (default: half) with readings at the end of June, July and
+    August 2025. Returns the account numbers."""
     rng = random.Random(11)
     nos = [f"{900000000000 + i}" for i in range(accounts)]
     now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
@@ -194,7 +214,9 @@ async def _populate(conn: psycopg.AsyncConnection, accounts: int) -> None:  # ty
             [(no, f"M{no}", dt.date(2025, 1, 1)) for no in nos],
         )
         history = []
-        for no in nos[: accounts // 2]:  # readings at the end of June, July, August: the estimate's history
+        for no in nos[
+            : accounts // 2 if with_history is None else with_history
+        ]:  # readings at the end of June, July, August: the estimate's history
             meter = Decimal(0)
             for version, day in enumerate(
                 (dt.date(2025, 6, 30), dt.date(2025, 7, 31), dt.date(2025, 8, 31)), 1
@@ -210,6 +232,103 @@ async def _populate(conn: psycopg.AsyncConnection, accounts: int) -> None:  # ty
             " VALUES (%s, %s, %s, %s, %s, 'grid', %s, false, %s, %s, %s)",
             history,
         )
+    return nos
+
+
+# --- the rating stream ----------------------------------------------------------------------------------
+
+
+def _backend_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the PostgreSQL backends with these pids have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _stream_days(months: int) -> list[dt.date]:
+    """The last days of `months` months from January 2025 (the benchmark accounts' opening)."""
+    return [dt.date(2025 + (m + 1) // 12, (m + 1) % 12 + 1, 1) - dt.timedelta(days=1) for m in range(months)]
+
+
+async def bench_stream(accounts: int, months: int, engine_per_s: float | None, profile: bool) -> None:
+    env = {**load_stack_env(), **os.environ}
+    admin = env["PG_ADMIN_URL"]
+    name = f"bench_calc_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+    try:
+        await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, dsn)
+        pool = await open_pool(dsn, max_size=4, name="bench")
+        try:
+            components = Components()
+            envelopes: list[bytes] = []
+            async with pool.connection() as conn:
+                await components.catalog.ensure_seeded(conn)
+                nos = await _populate(conn, 2 * accounts, with_history=0)
+                rng = random.Random(13)
+                meter = dict.fromkeys(nos[:accounts], Decimal(0))
+                for day in _stream_days(months):  # month by month, each account's in date order
+                    for no in nos[:accounts]:
+                        meter[no] += rng.randint(100, 400)
+                        reading = ReadingSubmitted(
+                            reading_id=f"bench-{no}-{day}",
+                            account_no=no,
+                            meter_serial=f"M{no}",
+                            reading_date=day,
+                            value=meter[no],
+                            source="grid",
+                        )
+                        version = await components.store.stream_version(conn, meter_readings_stream(no))
+                        envelope = await components.own.append_reading(
+                            conn, version, reading, Decimal(0), uuid.uuid4()
+                        )
+                        envelopes.append(envelope.to_json_bytes())
+                await conn.execute("ANALYZE")
+            step = RatingStream(pool, components.rating)
+            async with pool.connection() as conn:  # the pool's connections' backends
+                cur = await conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                )
+                pids = [int(p) for (p,) in await cur.fetchall()]
+            backend0 = _backend_cpu(pids)
+            profiler = cProfile.Profile() if profile else None
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            outcomes: dict[str, int] = {}
+            for raw in envelopes:
+                outcome = await step.handle(raw)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if profiler is not None:
+                profiler.disable()
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            readings = len(envelopes)
+            backend = _backend_cpu(pids) - backend0
+            print(
+                f"rating stream: {readings} readings ({outcomes}) in {wall:.2f}s -> {readings / wall:,.0f}"
+                f" readings/s; CPU of this process {cpu / readings * 1000:.2f} ms per reading"
+                f" (wall {wall / readings * 1000:.2f} ms per reading); PostgreSQL backends' CPU"
+                f" {backend / readings * 1000:.2f} ms per reading"
+            )
+            if engine_per_s:
+                print(
+                    f"  the engine alone: {engine_per_s:,.0f} quotes/s -> stream/engine ="
+                    f" {readings / wall / engine_per_s:.4f} (1 / {engine_per_s * wall / readings:,.0f})"
+                )
+            if profiler is not None:
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        finally:
+            await pool.close()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # --- the whole stack ------------------------------------------------------------------------------------
@@ -470,8 +589,20 @@ def main() -> None:
     parser.add_argument(
         "--stack-accounts", type=int, default=1000, help="accounts of the whole-stack run (0: skip it)"
     )
+    parser.add_argument(
+        "--stream-readings",
+        type=int,
+        default=0,
+        help="accounts whose readings go through RatingStream.handle (0: skip)",
+    )
+    parser.add_argument(
+        "--stream-months", type=int, default=4, help="readings per account (monthly from January 2025)"
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the rating stream")
     args = parser.parse_args()
-    bench_engine(args.quotes)
+    engine_per_s = bench_engine(args.quotes)
+    if args.stream_readings > 0:
+        asyncio.run(bench_stream(args.stream_readings, args.stream_months, engine_per_s, args.profile))
     baseline = None
     if not args.skip_billing:
         baseline = asyncio.run(bench_billing(args.accounts, args.batch, args.concurrency))

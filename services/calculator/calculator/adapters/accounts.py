@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -201,23 +201,49 @@ async def load_facts(
 ) -> tuple[AccountRecord, AccountFacts] | None:
     """Everything the charges of the account are computed from: the account, its meters, attributes and
     accepted readings (in acceptance order). `lock=True` takes the account's row lock first."""
-    account = await load_account(conn, account_no, lock=lock)
-    if account is None:
-        return None
-    rows = await attribute_rows(conn, [account_no])
-    cur = await conn.execute(
-        "SELECT reading_id, reading_date, value, consumption_kwh FROM readings WHERE account_no = %s"
-        " ORDER BY stream_version",
-        (account_no,),
-    )
+    loaded, _ = await load_facts_and(conn, account_no, lock=lock)
+    return loaded
+
+
+async def load_facts_and(
+    conn: Connection, account_no: str, *, lock: bool = False, then: Sequence[tuple[str, tuple[Any, ...]]] = ()
+) -> tuple[tuple[AccountRecord, AccountFacts] | None, list[list[tuple[Any, ...]]]]:
+    """`load_facts`, plus the rows of the queries `then` (run after the facts' queries, so after the
+    lock), all in one round trip: the statements are pipelined and run in order, each with its own
+    snapshot (READ COMMITTED), so everything after the lock sees what its holder committed."""
+    async with conn.pipeline():
+        account_cur = await conn.execute(_ACCOUNT_FOR_UPDATE_SQL if lock else _ACCOUNT_SQL, (account_no,))
+        meters_cur = await conn.execute(
+            "SELECT serial, digits, installed_on, initial_reading, removed_on, final_reading FROM meters"
+            " WHERE account_no = %s ORDER BY installed_on, serial",
+            (account_no,),
+        )
+        attributes_cur = await conn.execute(
+            "SELECT attribute, effective_from, stream_version, value FROM account_attributes"
+            " WHERE account_no = %s",
+            (account_no,),
+        )
+        readings_cur = await conn.execute(
+            "SELECT reading_id, reading_date, value, consumption_kwh FROM readings WHERE account_no = %s"
+            " ORDER BY stream_version",
+            (account_no,),
+        )
+        extra_curs = [await conn.execute(query, params) for query, params in then]
+        row = await account_cur.fetchone()
+        meter_rows = await meters_cur.fetchall()
+        attribute_rows_ = await attributes_cur.fetchall()
+        reading_rows = await readings_cur.fetchall()
+        extra = [list(await cur.fetchall()) for cur in extra_curs]
+    if row is None:
+        return None, extra
+    meters = tuple(Meter(*m) for m in meter_rows)
+    account = AccountRecord(account_no, row[0], row[1], meters)
+    attributes = tuple(AttributeRow(str(a), d, int(v), value) for a, d, v, value in attribute_rows_)
     readings = tuple(
         ChainReading(str(r[0]), r[1], Decimal(r[2]), None if r[3] is None else Decimal(r[3]))
-        for r in await cur.fetchall()
+        for r in reading_rows
     )
-    facts = AccountFacts(
-        account_no, account.opened_on, account.meters, tuple(rows.get(account_no, ())), readings
-    )
-    return account, facts
+    return (account, AccountFacts(account_no, account.opened_on, meters, attributes, readings)), extra
 
 
 async def load_many_facts(conn: Connection, account_nos: list[str]) -> dict[str, AccountFacts]:

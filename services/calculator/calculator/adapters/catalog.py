@@ -82,6 +82,10 @@ def seed_events() -> list[NewEvent]:
 
 
 class CatalogRepository:
+    # The catalog stream's version (for `load(version=...)`), to run in the caller's pipeline.
+    VERSION_SQL = "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = %s"
+    VERSION_PARAMS = (TARIFF_CATALOG_STREAM,)
+
     def __init__(self, store: EventStore) -> None:
         self._store = store
         self._cached: tuple[int, TariffCatalog] | None = None
@@ -177,9 +181,11 @@ class CatalogRepository:
         self._cached = None
         return len(envelopes)
 
-    async def load(self, conn: Connection) -> TariffCatalog:
-        """The catalog the engine rates with (cached until the stream moves on)."""
-        version = await self._store.stream_version(conn, TARIFF_CATALOG_STREAM)
+    async def load(self, conn: Connection, *, version: int | None = None) -> TariffCatalog:
+        """The catalog the engine rates with (cached until the stream moves on). `version`: the
+        stream's version the caller has just read in its transaction (`VERSION_SQL`), to save the query."""
+        if version is None:
+            version = await self._store.stream_version(conn, TARIFF_CATALOG_STREAM)
         if self._cached is not None and self._cached[0] == version:
             return self._cached[1]
         cur = await conn.execute(

@@ -78,12 +78,20 @@ class OwnEvents:
         return envelope
 
     async def append_latest(
-        self, conn: Connection, stream_id: str, events: Sequence[tuple[BaseModel, uuid.UUID]]
+        self,
+        conn: Connection,
+        stream_id: str,
+        events: Sequence[tuple[BaseModel, uuid.UUID]],
+        *,
+        version: int | None = None,
     ) -> list[Envelope]:
         """Append at the stream's current version (the caller holds the account's lock; a concurrent
-        customer submission on `meter-readings:` can still move it, so re-read and retry)."""
+        customer submission on `meter-readings:` can still move it, so re-read and retry). `version`:
+        the stream's version as the caller just read it (saves the first query; a wrong one only
+        costs a retry)."""
         for _ in range(10):
-            version = await self.store.stream_version(conn, stream_id)
+            if version is None:
+                version = await self.store.stream_version(conn, stream_id)
             try:
                 async with conn.transaction():
                     envelopes = await self.store.append(
@@ -93,6 +101,7 @@ class OwnEvents:
                         await self.project(conn, envelope)
                 return envelopes
             except (ConcurrencyError, UniqueViolation):
+                version = None
                 continue
         raise ConcurrencyError(stream_id, -1)
 

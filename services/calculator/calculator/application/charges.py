@@ -26,11 +26,18 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from psycopg import AsyncCursor
 from pydantic import BaseModel
 
-from calculator.adapters.accounts import household_on, load_facts, load_many_facts, request_reconcile
+from calculator.adapters.accounts import (
+    household_on,
+    load_facts,
+    load_facts_and,
+    load_many_facts,
+    request_reconcile,
+)
 from calculator.adapters.catalog import CatalogRepository
 from calculator.adapters.own_events import OwnEvents, charge_ids_in_period, load_posted_charges
 from calculator.domain.billing import (
@@ -140,18 +147,29 @@ class RatingService:
             if row is None:
                 return "foreign"
             account_no, reading_date = str(row[0]), row[1]
-            loaded = await load_facts(conn, account_no, lock=True)
+            charge_id = reading_charge_id(reading_id)
+            stream = meter_readings_stream(account_no)
+            # One round trip after the reading: the lock, the facts, and (after the lock) whether it was
+            # rated already, the catalog's version and the stream's (pipelined, in this order).
+            loaded, (charged, catalog_version, stream_version) = await load_facts_and(
+                conn,
+                account_no,
+                lock=True,
+                then=(
+                    ("SELECT 1 FROM charges WHERE charge_id = %s", (charge_id,)),
+                    (CatalogRepository.VERSION_SQL, CatalogRepository.VERSION_PARAMS),
+                    ("SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = %s", (stream,)),
+                ),
+            )
             if loaded is None:
                 return "not_ready"  # the accounts projection is being rebuilt: try again later
             _, facts = loaded
-            charge_id = reading_charge_id(reading_id)
-            cur = await conn.execute("SELECT 1 FROM charges WHERE charge_id = %s", (charge_id,))
-            if await cur.fetchone() is not None:
+            if charged:
                 return "duplicate"
             index = next(i for i, r in enumerate(facts.readings) if r.reading_id == reading_id)
             period = period_of(reading_date)
             try:
-                catalog = await self.catalog.load(conn)
+                catalog = await self.catalog.load(conn, version=int(catalog_version[0][0]))
                 result = rate_reading_in_chain(facts, index, catalog)
             except RatingError as error:
                 log.error(
@@ -171,9 +189,14 @@ class RatingService:
                 charge_id, account_no, period, result, previous=result.previous, current=result.current
             )
             await self.own.append_latest(
-                conn, meter_readings_stream(account_no), [(charge, event_id("ChargeCalculated", charge_id))]
+                conn,
+                stream,
+                [(charge, event_id("ChargeCalculated", charge_id))],
+                version=int(stream_version[0][0]),
             )
-            posted = await load_posted_charges(conn, account_no)
+            async with conn.pipeline():  # one round trip for both
+                status = await period_status(conn, account_no, period)
+                posted = await load_posted_charges(conn, account_no)
             to_reverse = estimates_to_true_up(posted, period)
             if to_reverse:
                 correction_id = reversal_id(reading_id)
@@ -189,15 +212,21 @@ class RatingService:
                 )
             if open_estimates_after(posted, period):
                 await request_reconcile(conn, [account_no])  # their history now has this reading
-            await complete_pending_period(conn, self.own, account_no, period)
+            if await status.fetchone() == ("pending",):  # (neither append above changes it)
+                await complete_pending_period(conn, self.own, account_no, period)
         return "rated"
+
+
+async def period_status(conn: Connection, account_no: str, period: str) -> AsyncCursor[tuple[Any, ...]]:
+    """The cursor of the account's `period_billing` status query (in a pipeline: not fetched yet)."""
+    return await conn.execute(
+        "SELECT status FROM period_billing WHERE account_no = %s AND period = %s", (account_no, period)
+    )
 
 
 async def complete_pending_period(conn: Connection, own: OwnEvents, account_no: str, period: str) -> bool:
     """Append PeriodBilled for a closed period that waited for this account's reading charges."""
-    cur = await conn.execute(
-        "SELECT status FROM period_billing WHERE account_no = %s AND period = %s", (account_no, period)
-    )
+    cur = await period_status(conn, account_no, period)
     row = await cur.fetchone()
     if row is None or row[0] != "pending":
         return False
