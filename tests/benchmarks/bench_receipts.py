@@ -1,7 +1,7 @@
 """Benchmarks of the receipts service (not part of the test run's pass/fail).
 
     uv run python -m tests.benchmarks.bench_receipts [--renders N] [--bills N] [--workers 1,2] [--requests N]
-                                                     [--cpu K] [--skip-download]
+                                                     [--cpu K] [--skip-download] [--skip-rendering]
 
 1. Two-page PDF bills rendered per CPU-second on one core (the process is pinned to one CPU), each bill
    different (account number, amounts, so nothing is cached between renders), with a ratio to a baseline
@@ -17,8 +17,10 @@
 1b. Chromium's print-to-PDF of the same page (`rendering.render_html`, stylesheet inlined), the production
    engine: Debian's chromium driven by Playwright (never a downloaded browser), one browser kept alive:
    Playwright's `set_content` + `page.pdf` on one reused page, CDP `Page.setDocumentContent` +
-   `Page.printToPDF`, 2 and 4 pages in flight, and the shipped `ChromiumPdf` engine; WeasyPrint's shipped
-   fast path in the same interleaved rounds as the baseline. Everything pinned to the one CPU (children
+   `Page.printToPDF`, 2 and 4 pages in flight, the shipped `ChromiumPdf` engine, and the shipped batch path
+   (`rendering.render_batch`: n = 1, 5, 10, 20 bills printed as one document, split per bill with pypdf and
+   checked; n = 1 is `render_pdf`, the same-run baseline of batching); WeasyPrint's shipped fast path in the
+   same interleaved rounds as the baseline. Also the cost of splitting and checking alone, per bill. Everything pinned to the one CPU (children
    inherit the affinity; checked), CPU = the whole process tree (Python, node driver, every Chromium
    process), WeasyPrint's = its own process. Pages are blanked between batches (an open bill page keeps
    Chromium's renderer busy), and the idle cost of the two browsers is printed.
@@ -32,7 +34,8 @@
    ratio to a baseline served by the same server: a route returning a static byte string of the same
    size. Target: p95 < 150 ms.
    In section 2 the pipeline runs with each engine: WeasyPrint («bills») and Chromium (the render
-   processes' CPU includes their drivers and browsers).
+   processes' CPU includes their drivers and browsers), Chromium one bill at a time and in batches of the
+   default `RECEIPTS_PDF_BATCH`.
 
 The machine is shared and noisy: CPU-seconds rates and ratios mean more than absolute wall times.
 Needs the local stack's PostgreSQL (throwaway databases are created and dropped).
@@ -83,7 +86,7 @@ from psycopg_pool import AsyncConnectionPool
 from weasyprint import CSS, HTML  # type: ignore[import-untyped]
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 
-from receipts.adapters import rendering
+from receipts.adapters import pdf_batch, rendering
 from receipts.adapters.pdf_renderer import PdfRenderer
 from receipts.adapters.pdfs import pdf_for
 from receipts.adapters.rendering import render_pdf, weasyprint_pdf
@@ -887,6 +890,9 @@ def where_the_time_goes(renders: int) -> dict[str, Any]:
 
 
 # --- 1b. Chromium's print-to-PDF of the same page ---------------------------------------------------------
+BATCH_SIZES = (1, 5, 10, 20)
+
+
 def tree_cpu_s(root: psutil.Process | None = None) -> float:
     """CPU seconds so far of a process and all its descendants (this process: Python, Playwright's node
     driver, every Chromium process)."""
@@ -985,22 +991,57 @@ async def bench_chromium(renders: int) -> dict[str, Any]:
             for snapshot in batch:
                 weasyprint_pdf(snapshot)
 
-        variants: list[tuple[str, Callable[[list[dict[str, Any]]], Any], Callable[[], float]]] = [
-            ("WeasyPrint (weasyprint_pdf), the baseline", weasy, own_cpu_s),
-            ("Playwright set_content + page.pdf, 1 page", sequential(playwright_pdf), tree_cpu_s),
-            ("CDP setDocumentContent + printToPDF", sequential(cdp_pdf), tree_cpu_s),
-            ("Playwright, 2 pages in flight", in_flight(2), tree_cpu_s),
-            ("Playwright, 4 pages in flight", in_flight(4), tree_cpu_s),
-            ("shipped ChromiumPdf (render_pdf's engine)", sequential(shipped_pdf), tree_cpu_s),
+        def batches_of(k: int) -> Callable[[list[dict[str, Any]]], Any]:
+            """The shipped batch path (`rendering.render_batch`, the issue-time renderer's): k bills printed
+            as one document by the process's engine, split per bill and checked (k = 1: `render_pdf`)."""
+
+            async def run(batch: list[dict[str, Any]]) -> None:
+                for i in range(0, len(batch), k):
+                    result = await asyncio.to_thread(rendering.render_batch, batch[i : i + k])
+                    assert result.fallbacks == 0 and all(isinstance(p, bytes) for p in result.pdfs)
+
+            return run
+
+        rendering.configure(rendering.EngineConfig(engine="chromium", chromium_path=executable))
+        batch_round = 20  # bills per round of each batch variant: a multiple of every size
+        # (label, bills of a round -> None, clock, bills per round)
+        variants: list[tuple[str, Callable[[list[dict[str, Any]]], Any], Callable[[], float], int]] = [
+            ("WeasyPrint (weasyprint_pdf), the baseline", weasy, own_cpu_s, per_round),
+            ("Playwright set_content + page.pdf, 1 page", sequential(playwright_pdf), tree_cpu_s, per_round),
+            ("CDP setDocumentContent + printToPDF", sequential(cdp_pdf), tree_cpu_s, per_round),
+            ("Playwright, 2 pages in flight", in_flight(2), tree_cpu_s, per_round),
+            ("Playwright, 4 pages in flight", in_flight(4), tree_cpu_s, per_round),
+            ("shipped ChromiumPdf (render_pdf's engine)", sequential(shipped_pdf), tree_cpu_s, per_round),
+            *(
+                (f"shipped batch (render_batch), n = {k}", batches_of(k), tree_cpu_s, batch_round)
+                for k in BATCH_SIZES
+            ),
         ]
-        snapshots = iter(varied_snapshots(per_round * rounds * len(variants) + 2 * len(variants)))
+        snapshots = iter(
+            varied_snapshots(sum(size for *_, size in variants) * rounds + 2 * len(variants) + 40)
+        )
         sample = next(snapshots)
-        for _label, fn, _ in variants:  # warm-up; each still prints the bill
-            await fn([next(snapshots)])
+        for _label, fn, _, _ in variants:  # warm-up; each still prints the bill
+            await fn([next(snapshots), next(snapshots)])
         for fn in (playwright_pdf, cdp_pdf, shipped_pdf):
             check_chromium_pdf(await fn(sample), sample)
         again = await shipped_pdf(sample)
         deterministic = again == await shipped_pdf(sample)
+        # The batch path's output: each split checked like a single bill; the same batch twice, the same
+        # bytes; and the cost of splitting and checking alone (this process's CPU, per bill).
+        group = [sample, *(next(snapshots) for _ in range(9))]
+        split_pdfs = await asyncio.to_thread(rendering.render_pdfs, group)
+        for snapshot, pdf in zip(group, split_pdfs, strict=True):
+            check_chromium_pdf(pdf, snapshot)
+        batch_deterministic = split_pdfs == await asyncio.to_thread(rendering.render_pdfs, group)
+        parts = [pdf_batch.page_parts(rendering._chromium_page(s), s) for s in group]
+        engine = rendering.chromium_engine()
+        assert engine is not None
+        printed = await asyncio.to_thread(engine.render, pdf_batch.batch_document(parts))
+        c = own_cpu_s()
+        for _ in range(3):
+            pdf_batch.split(printed, parts)
+        split_ms = (own_cpu_s() - c) / (3 * len(parts)) * 1000
         affinities = set()
         for proc in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -1021,20 +1062,26 @@ async def bench_chromium(renders: int) -> dict[str, Any]:
         cpu = [0.0] * len(variants)
         wall = [0.0] * len(variants)
         for _ in range(rounds):
-            for i, (_, fn, clock) in enumerate(variants):
-                batch = [next(snapshots) for _ in range(per_round)]
+            for i, (_, fn, clock, size) in enumerate(variants):
+                batch = [next(snapshots) for _ in range(size)]
                 await quiet()
                 c, w = clock(), time.perf_counter()
                 await fn(batch)
                 cpu[i] += clock() - c
                 wall[i] += time.perf_counter() - w
-        n = per_round * rounds
         await asyncio.to_thread(shipped.close)
+        await asyncio.to_thread(rendering.close_engine)
         await browser.close()
     return {
-        "rows": [(label, n / cpu[i], n / wall[i]) for i, (label, _, _) in enumerate(variants)],
+        "rows": [
+            (label, size * rounds / cpu[i], size * rounds / wall[i])
+            for i, (label, _, _, size) in enumerate(variants)
+        ],
         "processes_pinned": affinities <= {tuple(sorted(core))},
         "deterministic": deterministic,
+        "batch_deterministic": batch_deterministic,
+        "split_ms": split_ms,
+        "batch_kib": sum(len(p) for p in split_pdfs) / len(split_pdfs) / 1024,
         "idle_ms_per_s": idle * 1000,
         "kib": len(again) / 1024,
         "executable": executable,
@@ -1095,19 +1142,23 @@ async def bench_pipeline(bills: int, workers: Sequence[int]) -> list[dict[str, A
         settings = ReceiptsSettings(database_url=dsn, log_level="WARNING", render_poll_interval_s=0.2)
         pool = await open_pool(dsn, max_size=max(workers) + 2, name="bench-pipeline")
         try:
-            snapshots = varied_snapshots(bills + 2 * max(workers))
+            # Warm-up: every render process prints a whole batch first (a process's first batch pays for
+            # Chromium's first layout of the bill: measured ~2 × the CPU of the next ones).
+            warm = max(2, settings.pdf_batch) * max(workers)
+            snapshots = varied_snapshots(bills + warm)
             await insert_bills(pool, snapshots)
-            warm_ids = [s["receipt_id"] for s in snapshots[: 2 * max(workers)]]
-            measured_ids = [s["receipt_id"] for s in snapshots[2 * max(workers) :]]
+            warm_ids = [s["receipt_id"] for s in snapshots[:warm]]
+            measured_ids = [s["receipt_id"] for s in snapshots[warm:]]
             for n in workers:
                 row: dict[str, Any] = {"workers": n}
-                for kind, render, engine in (
-                    ("trivial", trivial_pdf, "weasyprint"),
-                    ("bill", weasyprint_pdf, "weasyprint"),
-                    ("chromium", render_pdf, "chromium"),
+                for kind, render, engine, batch in (
+                    ("trivial", trivial_pdf, "weasyprint", 1),
+                    ("bill", weasyprint_pdf, "weasyprint", 1),
+                    ("chromium", render_pdf, "chromium", 1),
+                    ("chromium_batch", render_pdf, "chromium", settings.pdf_batch),
                 ):
                     engine_settings = settings.model_copy(update={"pdf_engine": engine})
-                    renderer = PdfRenderer(pool, engine_settings, render=render, processes=n)
+                    renderer = PdfRenderer(pool, engine_settings, render=render, processes=n, batch=batch)
                     try:
                         await queue(pool, warm_ids)  # starts the render processes, warms them up
                         await renderer.render_all()
@@ -1128,6 +1179,7 @@ async def bench_pipeline(bills: int, workers: Sequence[int]) -> list[dict[str, A
                 async with pool.connection() as conn:
                     cur = await conn.execute("SELECT count(*) FROM pdf_renders")
                     assert await cur.fetchone() == (0,)
+                row["batch"] = settings.pdf_batch
                 results.append(row)
         finally:
             await pool.close()
@@ -1232,6 +1284,12 @@ async def main(args: argparse.Namespace) -> None:
     all_cpus = os.sched_getaffinity(0)
     core = pin_to_one_cpu(args.cpu)
     print(f"pinned to CPU {core}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    if not args.skip_rendering:
+        await bench_renders(args, core)
+    await bench_rest(args, core, all_cpus)
+
+
+async def bench_renders(args: argparse.Namespace, core: int) -> None:
     r = bench_rendering(args.renders)
     base = r["trivial_cpu"]
     print(
@@ -1263,12 +1321,16 @@ async def main(args: argparse.Namespace) -> None:
         )
         print(f"  PDF size {c['kib']:.0f} KiB; same snapshot, same bytes: {c['deterministic']}."
               f"  Target ≥ 20 PDFs/s on one core: {'met' if best >= 20 else 'NOT met'} ({best:.1f}/CPU-s)")  # fmt: skip
+        print(f"  batch: split PDF {c['batch_kib']:.0f} KiB; same batch, same bytes: {c['batch_deterministic']};"
+              f" splitting and checking {c['split_ms']:.1f} ms of CPU per bill")  # fmt: skip
     w = where_the_time_goes(max(5, args.renders // 4))
     print("  where the shipped render's time goes (cProfile shares):")
     print("    " + ", ".join(f"{k} {v:.0%}" for k, v in w["shares"].items()) + f", other {w['other']:.0%}")
     print(f"    floor: the bill's {w['lines']} text lines alone, as plain paragraphs: {w['text_cpu']:.1f} PDFs/CPU-s"
           f" ({1000 / w['text_cpu'] / w['lines']:.2f} ms of CPU per line)")  # fmt: skip
 
+
+async def bench_rest(args: argparse.Namespace, core: int, all_cpus: set[int]) -> None:
     os.sched_setaffinity(0, all_cpus)
     workers = [int(x) for x in args.workers.split(",")]
     print(f"2. Issue-time render pipeline ({args.bills} queued bills; claim, render in N processes, store; "
@@ -1280,6 +1342,10 @@ async def main(args: argparse.Namespace) -> None:
         print(f"       Chromium bills {p['chromium_wall']:6.1f}/s wall  {p['chromium_cpu']:6.1f}/CPU-s"
               f" (render processes with their driver and browser)"
               f"   {p['chromium_cpu'] / p['bill_cpu']:5.2f} × WeasyPrint's bills per CPU-s")  # fmt: skip
+        print(f"       Chromium, batches of {p['batch']:2d} {p['chromium_batch_wall']:6.1f}/s wall"
+              f"  {p['chromium_batch_cpu']:6.1f}/CPU-s   {p['chromium_batch_cpu'] / p['bill_cpu']:5.2f} × WeasyPrint,"
+              f" {p['chromium_batch_cpu'] / p['chromium_cpu']:5.2f} × one at a time"
+              f"  (target ≥ 20 per CPU-s: {'met' if p['chromium_batch_cpu'] >= 20 else 'NOT met'})")  # fmt: skip
 
     if args.skip_download:
         return
@@ -1305,4 +1371,5 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--cpu", type=int, default=None, help="the CPU to pin to (default: the last one)")
     parser.add_argument("--skip-download", action="store_true")
+    parser.add_argument("--skip-rendering", action="store_true", help="sections 2 and 3 only")
     asyncio.run(main(parser.parse_args()))

@@ -44,6 +44,9 @@ class ReceiptsSettings(ServiceSettings):
     render_backoff_base_s: float = 10.0  # 10 s, 20 s, 40 s, ... capped at render_backoff_max_s
     render_backoff_max_s: float = 600.0
     render_lease_s: float = 120.0  # a claimed render is retried after this if its renderer died
+    # Bills claimed and printed together (Chromium: one document, split per bill; see adapters/pdf_batch.py;
+    # measured ~3 × the bills per CPU-second of one at a time); 1: each bill alone.
+    pdf_batch: int = Field(10, ge=1, le=50)
 
     # The PDF engine (adapters/rendering.py): Chromium's print-to-PDF (measured ~2–2.5 × WeasyPrint's bills
     # per CPU-second, see the README) or WeasyPrint; both print the same template. With "chromium", a bill

@@ -13,7 +13,7 @@ downloaded one) driven by Playwright, on a private event loop in a daemon thread
   bill starts a new one; a bill that fails or times out closes its page (its renderer may be wedged).
 - Bounded: at most `pages` bills in flight per process (one page each, reused from bill to bill); the others
   wait for a page.
-- A timeout per bill (`timeout_s`, the whole of load + print).
+- A timeout per bill (`timeout_s`, the whole of load + print; a document of n bills gets n of them).
 - Idle for free: a page left showing a bill keeps Chromium busy (~50–80 ms of CPU per second, measured);
   a page no bill took for a second shows an empty document instead (~0).
 - Closed gracefully by `close()` (also at interpreter exit): pages, browser, driver.
@@ -97,6 +97,12 @@ def find_chromium(path: str | None = None) -> str | None:
     return None
 
 
+def pdf_date(when: datetime) -> str:
+    """`when` as a PDF date in UTC, the way Chromium writes it: D:YYYYMMDDHHmmSS+00'00'."""
+    utc = when.astimezone(UTC) if when.tzinfo else when
+    return "D:" + utc.strftime("%Y%m%d%H%M%S") + "+00'00'"
+
+
 def fixed_dates(pdf: bytes, when: datetime) -> bytes:
     """The PDF with its creation and modification dates set to `when` (in UTC), not the time of printing.
     Each replacement has the length of what it replaces, so the cross-reference offsets stay right."""
@@ -134,9 +140,10 @@ class ChromiumPdf:
         atexit.register(self.close)
 
     # --- the public, thread-safe API -------------------------------------------------------------------
-    def render(self, html: str) -> bytes:
-        """Print `html` (a whole page, CSS inlined) to PDF, from any thread but the engine's own."""
-        return self._call(self._render(html)).result()
+    def render(self, html: str, *, timeout_s: float | None = None) -> bytes:
+        """Print `html` (a whole page, CSS inlined) to PDF, from any thread but the engine's own.
+        `timeout_s` replaces the engine's per-bill timeout (a batch of bills gets one per bill)."""
+        return self._call(self._render(html, timeout_s)).result()
 
     async def render_async(self, html: str) -> bytes:
         """The same, awaited from any event loop (the engine's loop stays its own)."""
@@ -250,7 +257,8 @@ class ChromiumPdf:
             log.info("chromium started", extra={"executable": executable, "launches": self.launches})
             return context
 
-    async def _render(self, html: str) -> bytes:
+    async def _render(self, html: str, timeout_s: float | None = None) -> bytes:
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         await self._ensure_browser()
         assert self._slots is not None
         async with self._slots:
@@ -258,7 +266,7 @@ class ChromiumPdf:
                 context = await self._ensure_browser()
                 tab: _Tab | None = self._idle.pop() if self._idle else None
                 try:
-                    async with asyncio.timeout(self.timeout_s):
+                    async with asyncio.timeout(timeout):
                         if tab is None:
                             tab = await _Tab.open(context)
                         pdf = await tab.print(html)

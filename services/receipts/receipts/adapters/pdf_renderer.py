@@ -4,16 +4,19 @@ Issuing a bill queues its PDF in the issuing transaction (`pdfs.queue_render`); 
 after, outside any consumer's transaction, so event ingestion never waits for WeasyPrint. A download or an
 e-mail then reads the stored PDF.
 
-- `render_processes` slots (at least one) each claim one queued bill at a time (`FOR UPDATE SKIP LOCKED`
-  plus a lease in `locked_until`, so several workers share the queue and a dead one's claims come back;
-  bills with e-bills to send first, then the oldest),
-  render it through `rendering.render_pdf` (Chromium, or WeasyPrint: `RECEIPTS_PDF_ENGINE`) and store it with `pdfs.store_pdf`, which takes it off the
-  queue in the same transaction. With `render_processes` > 0 the renders run in that many worker
-  processes (spawned, each with its own warm WeasyPrint: a render is CPU-bound Python, so processes are
-  what use more than one core); with 0, in this process's render thread.
+- `render_processes` slots (at least one) each claim up to `pdf_batch` queued bills at a time (`FOR UPDATE
+  SKIP LOCKED` plus a lease in `locked_until`, so several workers share the queue and a dead one's claims
+  come back; bills with e-bills to send first, then the oldest), send them to a render process in one call,
+  `rendering.render_batch` (Chromium prints them as one document, split per bill and checked; a batch that
+  fails a check is printed bill by bill; WeasyPrint prints each alone), and store every PDF and take the
+  bills off the queue in one transaction (`pdfs.store_pdfs`). If the call fails as a whole (its process
+  died), each bill is rendered alone, so one bad bill never fails the others. With `pdf_batch` = 1, one bill
+  at a time through `rendering.render_pdf`. With `render_processes` > 0 the renders run in that many worker
+  processes (spawned, each with its own warm engine, at `render_niceness`); with 0, in this process's
+  render thread.
 - A failed render is retried with exponential backoff, up to `render_max_attempts`, then marked
   `failed_at` (and logged); such a bill is still rendered on demand when it is downloaded or mailed.
-- What runs is bounded: at most one render per slot is in flight, however long the queue. The backlog is
+- What runs is bounded: at most one batch per slot is in flight, however long the queue. The backlog is
   rows in `pdf_renders`, never memory.
 - The loop wakes on `NOTIFY pdf_renders` (a trigger on insert) and polls every `render_poll_interval_s`.
 """
@@ -27,18 +30,18 @@ import multiprocessing
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Histogram
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from receipts.adapters import rendering
-from receipts.adapters.pdfs import store_pdf
+from receipts.adapters.pdfs import store_pdfs
 from receipts.adapters.rendering import TEMPLATE_VERSION
 from receipts.settings import ReceiptsSettings
 from service_runtime.db import Connection
@@ -53,22 +56,31 @@ PDF_RENDER_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0),
 )
 
-Render = Callable[[Mapping[str, Any]], bytes]
+PDFS_BATCHED = Counter("receipts_pdfs_batched_total", "Bills' PDFs printed in a shared document and split")
+PDF_BATCH_FALLBACKS = Counter(
+    "receipts_pdf_batch_fallbacks_total",
+    "Batches of bills printed one by one instead (a check or print failed)",
+)
 
-# One queued bill: lease it, and bring its snapshot and whether its PDF is stored already (a render on
-# demand got there first, or `render-backlog` queued a bill it needn't have).
+Render = Callable[[Mapping[str, Any]], bytes]
+BatchRender = Callable[[Sequence[Mapping[str, Any]]], rendering.BatchResult]
+T = TypeVar("T")
+
+# Up to %s queued bills: lease them, and bring their snapshots and whether each PDF is stored already (a
+# render on demand got there first, or `render-backlog` queued a bill it needn't have).
 _CLAIM_SQL = """
 UPDATE pdf_renders q SET attempts = q.attempts + 1, locked_until = now() + make_interval(secs => %s)
 FROM receipts r
-WHERE r.receipt_id = q.receipt_id AND q.receipt_id = (
+WHERE r.receipt_id = q.receipt_id AND q.receipt_id IN (
     SELECT receipt_id FROM pdf_renders
     WHERE failed_at IS NULL AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until < now())
     ORDER BY priority DESC, next_attempt_at, queued_at
-    LIMIT 1
+    LIMIT %s
     FOR UPDATE SKIP LOCKED
 )
 RETURNING q.receipt_id, q.attempts, r.snapshot, EXISTS (
-    SELECT 1 FROM receipt_pdfs p WHERE p.receipt_id = q.receipt_id AND p.template_version = %s)
+    SELECT 1 FROM receipt_pdfs p WHERE p.receipt_id = q.receipt_id AND p.template_version = %s),
+    q.priority, q.queued_at
 """
 
 
@@ -78,6 +90,8 @@ class _Job:
     attempts: int
     snapshot: dict[str, Any]
     stored: bool
+    priority: int
+    queued_at: Any
 
 
 class PdfRenderer:
@@ -87,13 +101,19 @@ class PdfRenderer:
         settings: ReceiptsSettings,
         *,
         render: Render = rendering.render_pdf,
+        render_batch: BatchRender = rendering.render_batch,
         processes: int | None = None,
+        batch: int | None = None,
     ) -> None:
-        """`render` must be a module-level function (it is sent to the worker processes by name)."""
+        """`render` (one bill) and `render_batch` (several) must be module-level functions (they are sent
+        to the render processes by name). `batch`: bills claimed and rendered together (default
+        `settings.pdf_batch`; 1: each alone, through `render`)."""
         self._pool = pool
         self._settings = settings
         self._render = render
+        self._render_batch = render_batch
         self._processes = settings.render_processes if processes is None else processes
+        self._batch = max(1, settings.pdf_batch if batch is None else batch)
         self._engine = rendering.config_from(settings)
         rendering.configure(self._engine)  # this process's renders (processes = 0) and on-demand ones
         self._executor: Executor | None = None
@@ -141,35 +161,49 @@ class PdfRenderer:
                 await self._idle(seen)
 
     async def render_one(self) -> bool:
-        """Claim one queued bill, render and store its PDF. False when nothing was due."""
+        """Claim up to `batch` queued bills, render and store their PDFs. False when nothing was due."""
+        return await self.render_next() > 0
+
+    async def render_next(self) -> int:
+        """Claim up to `batch` queued bills (e-bills first, then the oldest), render them (one call to a
+        render process: `rendering.render_batch` prints them as one document and splits it), store every
+        PDF and take the bills off the queue in one transaction; a bill that failed is retried alone
+        (backoff, then `failed_at`). Returns how many bills were taken (0: nothing was due)."""
         s = self._settings
         async with self._pool.connection() as conn:
-            cur = await conn.execute(_CLAIM_SQL, (s.render_lease_s, TEMPLATE_VERSION))
-            row = await cur.fetchone()
-        if row is None:
-            return False
-        job = _Job(*row)
-        if job.stored:
+            cur = await conn.execute(_CLAIM_SQL, (s.render_lease_s, self._batch, TEMPLATE_VERSION))
+            rows = await cur.fetchall()
+        if not rows:
+            return 0
+        jobs = sorted(
+            (_Job(*row) for row in rows), key=lambda j: (-j.priority, j.queued_at, str(j.receipt_id))
+        )
+        done = [j.receipt_id for j in jobs if j.stored]
+        if done:
             async with self._pool.connection() as conn:
-                await conn.execute("DELETE FROM pdf_renders WHERE receipt_id = %s", (job.receipt_id,))
-            return True
+                await conn.execute("DELETE FROM pdf_renders WHERE receipt_id = ANY(%s)", (done,))
+        todo = [j for j in jobs if not j.stored]
+        if not todo:
+            return len(jobs)
         started = time.perf_counter()
-        try:
-            pdf = await self._run_render(job.snapshot)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # this loop is stopping
-            await self._failed(job, RuntimeError("render cancelled"))  # only the render was
-            return True
-        except Exception as exc:
-            await self._failed(job, exc)
-            return True
-        PDF_RENDER_SECONDS.observe(time.perf_counter() - started)
-        async with self._pool.connection() as conn:
-            await store_pdf(conn, job.receipt_id, pdf)
-        PDFS_RENDERED.inc()
-        return True
+        if self._batch > 1 and len(todo) > 1:
+            outcomes = await self._render_together(todo)
+        else:
+            outcomes = [await self._render_alone(job) for job in todo]
+        elapsed = (time.perf_counter() - started) / len(todo)
+        rendered = [
+            (j.receipt_id, pdf) for j, pdf in zip(todo, outcomes, strict=True) if isinstance(pdf, bytes)
+        ]
+        if rendered:
+            async with self._pool.connection() as conn:
+                await store_pdfs(conn, rendered)
+            for _ in rendered:
+                PDF_RENDER_SECONDS.observe(elapsed)
+            PDFS_RENDERED.inc(len(rendered))
+        for job, outcome in zip(todo, outcomes, strict=True):
+            if not isinstance(outcome, bytes):
+                await self._failed(job, outcome)
+        return len(jobs)
 
     async def render_all(self) -> int:
         """Render until nothing is due (all slots at once); returns how many bills were taken."""
@@ -177,19 +211,53 @@ class PdfRenderer:
 
         async def drain() -> None:
             nonlocal done
-            while await self.render_one():
-                done += 1
+            while taken := await self.render_next():
+                done += taken
 
         await asyncio.gather(*(drain() for _ in range(self.slots)))
         return done
 
-    async def _run_render(self, snapshot: Mapping[str, Any]) -> bytes:
+    async def _render_together(self, jobs: list[_Job]) -> list[bytes | BaseException]:
+        """The bills in one call to a render process; if that call fails as a whole (its process died,
+        say), each bill alone, so one bad bill can't fail the others."""
+        try:
+            result: rendering.BatchResult = await self._run(self._render_batch, [j.snapshot for j in jobs])
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this loop is stopping
+            return [RuntimeError("render cancelled") for _ in jobs]  # only the render was
+        except Exception as exc:
+            PDF_BATCH_FALLBACKS.inc()
+            log.warning(
+                "a batch of renders failed; rendering its bills one by one",
+                extra={"bills": len(jobs), "error": repr(exc)},
+            )
+            return [await self._render_alone(job) for job in jobs]
+        PDFS_BATCHED.inc(result.batched)
+        if result.fallbacks:
+            PDF_BATCH_FALLBACKS.inc(result.fallbacks)
+        return list(result.pdfs)
+
+    async def _render_alone(self, job: _Job) -> bytes | BaseException:
+        try:
+            pdf: bytes = await self._run(self._render, job.snapshot)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this loop is stopping
+            return RuntimeError("render cancelled")  # only the render was
+        except Exception as exc:
+            return exc
+        return pdf
+
+    async def _run(self, fn: Callable[[Any], T], arg: Any) -> T:
         loop = asyncio.get_running_loop()
         if self._processes == 0:
-            return await loop.run_in_executor(rendering.render_executor(), self._render, snapshot)
+            return await loop.run_in_executor(rendering.render_executor(), fn, arg)
         executor = self._process_pool()
         try:
-            return await loop.run_in_executor(executor, self._render, snapshot)
+            return await loop.run_in_executor(executor, fn, arg)
         except BrokenProcessPool:
             # A render process died (killed, out of memory): this pool is done, the next render starts a
             # new one. (Only this pool: another slot may have started the next one already.)
@@ -209,6 +277,7 @@ class PdfRenderer:
         return self._executor
 
     async def _failed(self, job: _Job, exc: BaseException) -> None:
+        """The bill's render failed: retried after a backoff, or given up (`failed_at`)."""
         s = self._settings
         give_up = job.attempts >= s.render_max_attempts
         delay = min(s.render_backoff_base_s * 2 ** (job.attempts - 1), s.render_backoff_max_s)

@@ -11,7 +11,7 @@ first insert wins (same snapshot, same template: the same bytes).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -67,6 +67,26 @@ async def store_pdf(conn: Connection, receipt_id: uuid.UUID, pdf: bytes) -> byte
             (receipt_id,),
         )
     return bytes(row[0]) if row else pdf
+
+
+async def store_pdfs(conn: Connection, pdfs: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+    """`store_pdf` for several bills in one transaction (the renderer's batch): each stored unless one is
+    already (the first one stored wins), all taken off the queue, the e-bill sender woken if a delivery of
+    any of them was waiting."""
+    ids = [receipt_id for receipt_id, _ in pdfs]
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO receipt_pdfs (receipt_id, template_version, pdf)"
+            " SELECT id, %s, pdf FROM unnest(%s::uuid[], %s::bytea[]) AS t(id, pdf)"
+            " ON CONFLICT (receipt_id, template_version) DO NOTHING",
+            (TEMPLATE_VERSION, ids, [pdf for _, pdf in pdfs]),
+        )
+        await conn.execute("DELETE FROM pdf_renders WHERE receipt_id = ANY(%s)", (ids,))
+        await conn.execute(
+            "SELECT pg_notify('ebill_deliveries', '') WHERE EXISTS (SELECT 1 FROM ebill_deliveries"
+            " WHERE receipt_id = ANY(%s) AND sent_at IS NULL AND failed_at IS NULL)",
+            (ids,),
+        )
 
 
 async def pdf_for(

@@ -99,8 +99,8 @@ class ReceiptsStack:
         self.senders = []
 
     # --- PDF renderer ------------------------------------------------------------------------------------
-    def start_renderer(self, processes: int = 0) -> PdfRenderer:
-        renderer = PdfRenderer(self.harness.pool, self.settings, processes=processes)
+    def start_renderer(self, processes: int = 0, batch: int | None = None) -> PdfRenderer:
+        renderer = PdfRenderer(self.harness.pool, self.settings, processes=processes, batch=batch)
         self.renderers.append((renderer, asyncio.create_task(renderer.run())))
         return renderer
 

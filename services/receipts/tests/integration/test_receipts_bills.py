@@ -12,6 +12,7 @@ derive anyway (AccountOpened carries the same opening balance).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import os
@@ -31,6 +32,7 @@ from contracts.events import ledger as led
 from contracts.events.receipts import TOPIC as RECEIPTS_TOPIC
 from deploy.local.smtp_sink import read_messages
 from receipts.adapters import rendering
+from receipts.adapters.pdf_renderer import PDFS_BATCHED
 from receipts.adapters.read_models import load_bill_facts
 from receipts.domain.bill import build_snapshot, content_hash
 from receipts.domain.examples import example_facts
@@ -125,6 +127,29 @@ def assert_fonts_embedded(pdf: bytes) -> None:
             descendant = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
             assert "/FontFile2" in descendant["/FontDescriptor"], font
             assert "DejaVu" in str(font["/BaseFont"]), font
+
+
+async def insert_bill(s: Any, snapshot: dict[str, Any], *, priority: int = 0, later_s: int = 0) -> None:
+    """A bill as issuing stores it, queued for its PDF (`later_s` after now: after the bills queued so far)."""
+    await s.fetch(
+        "INSERT INTO receipts (receipt_id, account_no, period, amount_due, overpayment, due_date, issued_at,"
+        " snapshot, content_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING 1",
+        (snapshot["receipt_id"], snapshot["account_no"], snapshot["period"], D(snapshot["amount_due"]),
+         D(snapshot["overpayment"]), snapshot["due_date"], snapshot["issued_at"],
+         orjson.dumps(snapshot).decode(), content_hash(snapshot)),
+    )  # fmt: skip
+    await s.fetch(
+        "INSERT INTO pdf_renders (receipt_id, priority, queued_at)"
+        " VALUES (%s, %s, now() + make_interval(secs => %s)) RETURNING 1",
+        (snapshot["receipt_id"], priority, later_s),
+    )
+
+
+def other_bills(s: Any, n: int) -> list[dict[str, Any]]:
+    return [
+        build_snapshot(example_facts(account_no=s.new_account_no(), receipt_id=uuid.uuid4()))
+        for _ in range(n)
+    ]
 
 
 def mails_to(address: str) -> list[Any]:
@@ -254,16 +279,33 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
     # --- rendered at issue time: queued by the issuing transaction (first in line: an e-bill waits for it),
     # then rendered and stored, off the queue, by the worker's renderer in a render process of its own,
     # before anyone asks for it.
+    # Three more bills with e-bills to send are queued after it: the renderer claims the four (the first in
+    # line) and prints them as one document, split per bill.
     assert await s.fetch(
         "SELECT priority FROM pdf_renders JOIN receipts USING (receipt_id) WHERE account_no = %s", (no,)
     ) == [(1,)]
-    s.start_renderer(processes=1)
+    others = other_bills(s, 3)
+    for i, other in enumerate(others):
+        await insert_bill(s, other, priority=1, later_s=60 + i)
+    batched = PDFS_BATCHED._value.get()
+    s.start_renderer(processes=1, batch=4)
     await s.wait(
         "SELECT count(*) FROM receipt_pdfs JOIN receipts USING (receipt_id) WHERE account_no = %s",
         (no,),
         [(1,)],
         timeout_s=300,
     )
+    ids = [uuid.UUID(o["receipt_id"]) for o in others]
+    await s.wait(
+        "SELECT count(*) FROM receipt_pdfs WHERE receipt_id = ANY(%s)", (ids,), [(3,)], timeout_s=300
+    )
+    assert PDFS_BATCHED._value.get() - batched == 4
+    for other in others:
+        [(other_pdf,)] = await s.fetch(
+            "SELECT pdf FROM receipt_pdfs WHERE receipt_id = %s", (other["receipt_id"],)
+        )
+        other_pages, other_text = pdf_text(bytes(other_pdf))
+        assert other_pages == 2 and other["account_no"] in other_text and no not in other_text
     [(stored,)] = await s.fetch(
         "SELECT pdf FROM receipt_pdfs JOIN receipts USING (receipt_id) WHERE account_no = %s", (no,)
     )
@@ -392,6 +434,7 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
     assert no in text and money_text(closing) in text
     assert "ОБОРОТНАЯ СТОРОНА" in text and "Алмалинский РОЭС" in text
     assert pdf_response.content == bytes(stored)  # a read of what the renderer stored
+    assert not any(o["account_no"] in text for o in others)  # nothing of the others in its batch
     assert "Skia" in str(
         pypdf.PdfReader(io.BytesIO(bytes(stored))).metadata["/Producer"]
     )  # Chromium printed it
@@ -494,15 +537,27 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
         )  # fmt: skip
     assert rebuilt is not None and content_hash(build_snapshot(rebuilt)) != issued_hash
     # ...but the issued bill is its snapshot: same data, same hash, the same PDF even when rendered afresh
-    # (on demand, by the API process's Chromium instead of the render process's): byte for byte (the same
-    # engine, Chromium build and fonts; Chromium's print time is replaced by the bill's issue time).
+    # by the API process's Chromium instead of the render process's: in the same batch, byte for byte (the
+    # same engine, Chromium build and fonts; the print time is replaced by the bill's issue time); alone (a
+    # download on demand), the same pages and text (not the same bytes: the batch's font subsets hold the
+    # glyphs of all four bills, and the split is written by pypdf).
     later = (await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}", headers=s.auth(alice))).json()
     assert later == bill
+    snapshots = {
+        str(r[0]): r[1]
+        for r in await s.fetch(
+            "SELECT receipt_id, snapshot FROM receipts WHERE receipt_id = ANY(%s)",
+            ([uuid.UUID(bill["receipt_id"]), *ids],),
+        )
+    }  # as the renderer read them
+    in_order = [snapshots[bill["receipt_id"]], *(snapshots[o["receipt_id"]] for o in others)]
+    again_batched = await asyncio.to_thread(rendering.render_pdfs, in_order)
+    assert again_batched[0] == bytes(stored)
     receipt_id = uuid.UUID(bill["receipt_id"])
     await s.fetch("DELETE FROM receipt_pdfs WHERE receipt_id = %s RETURNING 1", (receipt_id,))
     fresh = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(alice))
     assert pdf_text(fresh.content) == (pages, text)
-    assert fresh.content == pdf_response.content
+    assert fresh.content == await asyncio.to_thread(rendering.render_pdf, in_order[0])  # alone: same bytes
     assert await s.fetch("SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s", (receipt_id,)) == [(1,)]
 
     # --- another user's bill is a 404, never a 403 -----------------------------------------------------
@@ -624,37 +679,36 @@ async def test_an_overpaid_period_issued_when_its_account_arrives_last(receipts:
 
 
 async def test_a_render_that_fails_is_retried_then_given_up_and_never_blocks_the_queue(receipts: Any) -> None:
-    """Two bills queued: one whose snapshot can't render (a template field is missing), one fine. (Other
-    bills may be in the queue too: the harness issues whatever complete periods other tests publish.)"""
+    """Four bills queued together: one whose snapshot can't render (a template field is missing), three fine.
+    The renderer claims them as one batch: the three are printed as one document and split, the bad one
+    fails alone and is retried, then given up. (Other bills may be in the queue too: the harness issues
+    whatever complete periods other tests publish.)"""
     s = receipts
-    good, bad = [
-        build_snapshot(example_facts(account_no=s.new_account_no(), receipt_id=uuid.uuid4())) for _ in "ab"
-    ]
+    good = other_bills(s, 3)
+    [bad] = other_bills(s, 1)
     del bad["front"]["meter"]
-    for snapshot in (bad, good):
-        await s.fetch(
-            "INSERT INTO receipts (receipt_id, account_no, period, amount_due, overpayment, due_date, issued_at,"
-            " snapshot, content_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING 1",
-            (snapshot["receipt_id"], snapshot["account_no"], snapshot["period"], D(snapshot["amount_due"]),
-             D(snapshot["overpayment"]), snapshot["due_date"], snapshot["issued_at"],
-             orjson.dumps(snapshot).decode(), content_hash(snapshot)),
-        )  # fmt: skip
-        await s.fetch(
-            "INSERT INTO pdf_renders (receipt_id) VALUES (%s) RETURNING 1", (snapshot["receipt_id"],)
-        )
-    s.start_renderer()  # in this process's render thread
+    for i, snapshot in enumerate([good[0], bad, *good[1:]]):
+        await insert_bill(s, snapshot, priority=1, later_s=i)
+    batched = PDFS_BATCHED._value.get()
+    s.start_renderer()  # in this process's render thread; batches of RECEIPTS_PDF_BATCH (10)
     state = (
         "SELECT attempts, failed_at IS NOT NULL, last_error LIKE %s FROM pdf_renders WHERE receipt_id = %s"
     )
     await s.wait(state, ("%meter%", bad["receipt_id"]), [(2, True, True)], timeout_s=300)  # max_attempts = 2
-    stored = "SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s"
-    await s.wait(stored, (good["receipt_id"],), [(1,)], timeout_s=300)
-    [(pdf,)] = await s.fetch("SELECT pdf FROM receipt_pdfs WHERE receipt_id = %s", (good["receipt_id"],))
-    pages, text = pdf_text(bytes(pdf))
-    assert pages == 2 and good["account_no"] in text
-    assert await s.fetch("SELECT count(*) FROM pdf_renders WHERE receipt_id = %s", (good["receipt_id"],)) == [
-        (0,)
-    ]
+    ids = [uuid.UUID(g["receipt_id"]) for g in good]
+    await s.wait(
+        "SELECT count(*) FROM receipt_pdfs WHERE receipt_id = ANY(%s)", (ids,), [(3,)], timeout_s=300
+    )
+    assert PDFS_BATCHED._value.get() - batched >= 3  # printed together (with any other queued bills)
+    for snapshot in good:
+        [(pdf,)] = await s.fetch(
+            "SELECT pdf FROM receipt_pdfs WHERE receipt_id = %s", (snapshot["receipt_id"],)
+        )
+        pages, text = pdf_text(bytes(pdf))
+        assert pages == 2 and snapshot["account_no"] in text
+        assert not any(g["account_no"] in text for g in good if g is not snapshot)
+        assert_fonts_embedded(bytes(pdf))
+    assert await s.fetch("SELECT count(*) FROM pdf_renders WHERE receipt_id = ANY(%s)", (ids,)) == [(0,)]
     assert await s.fetch("SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s", (bad["receipt_id"],)) == [
         (0,)
     ]

@@ -6,6 +6,7 @@ skipped where there is none."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import pypdf
 import pytest
 
-from receipts.adapters import chromium, rendering
+from receipts.adapters import chromium, pdf_batch, rendering
 from receipts.domain.bill import build_snapshot
 from receipts.domain.examples import example_facts
 
@@ -187,3 +188,146 @@ def test_an_idle_page_is_blanked_and_prints_the_next_bill_right(engine: str) -> 
     assert not browser._tasks and browser._idle
     reader = check_printed(rendering.render_pdf(second), second)
     assert "100200300411" not in " ".join(p.extract_text() for p in reader.pages)
+
+
+# --- batches: several bills printed as one document and split per bill (the issue-time renderer's way) ----
+PEOPLE = [
+    ("100200300501", "Ахметов Ерлан Болатович", "г. Алматы, ул. Сатпаева, д. 30, кв. 5"),
+    ("100200300502", "Жумабаева Сауле Нурлановна", "г. Алматы, пр. Достык, д. 97, кв. 112"),
+    ("100200300503", "Ким Виктор Олегович", "г. Алматы, мкр. Коктем-1, д. 7, кв. 3"),
+    ("100200300504", "Омаров Дархан Ерикович", "г. Алматы, ул. Жандосова, д. 151, кв. 48"),
+]
+
+
+def people_bills() -> list[dict[str, Any]]:
+    """Bills of different people: account numbers, payers and addresses all distinct."""
+    out = []
+    for no, name, address in PEOPLE:
+        snapshot = bill(no)
+        snapshot["front"]["account"].update(payer_name=name, address=address)
+        out.append(snapshot)
+    return out
+
+
+def forms(text: str) -> list[bytes]:
+    """How a string could sit in a PDF's bytes: UTF-8, UTF-16BE (text strings), hex of those."""
+    raw = [text.encode(), text.encode("utf-16-be")]
+    return raw + [r.hex().encode() for r in raw] + [r.hex().upper().encode() for r in raw]
+
+
+def plain(text: str) -> str:
+    return text.replace("\xa0", " ").replace("\u202f", " ")
+
+
+@needs_chromium
+@pytest.mark.parametrize("engine", ["chromium"], indirect=True)
+def test_a_batch_splits_into_each_bills_own_pdf_with_nothing_of_the_others(engine: str) -> None:
+    snapshots = people_bills()
+    result = rendering.render_batch(snapshots)
+    assert (result.batched, result.fallbacks) == (len(snapshots), 0)  # one document, split
+    pdfs = [pdf for pdf in result.pdfs if isinstance(pdf, bytes)]
+    assert len(pdfs) == len(snapshots)
+    for k, (snapshot, pdf) in enumerate(zip(snapshots, pdfs, strict=True)):
+        no, name, address = PEOPLE[k]
+        reader = pypdf.PdfReader(io.BytesIO(pdf))
+        assert len(reader.pages) == 2
+        for page in reader.pages:
+            assert [round(float(x)) for x in page.mediabox[2:]] == [595, 842]
+            assert "/Annots" not in page
+            for font in fonts(page["/Resources"]):  # embedded DejaVu Sans subsets
+                descendant = font["/DescendantFonts"][0].get_object()
+                assert "/FontFile2" in descendant["/FontDescriptor"] and "DejaVuSans" in str(
+                    font["/BaseFont"]
+                )
+        front, back = (plain(p.extract_text()) for p in reader.pages)
+        assert no in front and name in front and address in front and "5 042,36" in front
+        assert no in back and "ОБОРОТНАЯ СТОРОНА" in back
+        assert images(reader.pages[0]["/Resources"]) == 1  # its own QR code
+        metadata = reader.metadata or {}
+        assert metadata["/Title"] == f"Счёт-квитанция {no} за март 2025"  # its own title, not the batch's
+        assert "Skia" in str(metadata["/Producer"])
+        issued = datetime.fromisoformat(snapshot["issued_at"]).astimezone(UTC).strftime("%Y%m%d%H%M%S")
+        assert str(metadata["/CreationDate"]).startswith(f"D:{issued}")
+        # Only its own objects: the catalog (no structure tree, outlines, names, forms), its two pages,
+        # one image; nothing of the other bills anywhere: not in the text, not in any stream decompressed,
+        # not in the file's bytes.
+        root = reader.trailer["/Root"].get_object()
+        assert not {"/StructTreeRoot", "/Outlines", "/Names", "/AcroForm", "/Dests", "/PageLabels"} & set(
+            root
+        )
+        objects = [reader.get_object(i) for i in range(1, int(reader.trailer["/Size"]))]
+        kinds = [(str(o.get("/Type")), str(o.get("/Subtype"))) for o in objects if hasattr(o, "get")]
+        assert [t for t, _ in kinds].count("/Page") == 2 and [t for t, _ in kinds].count("/Pages") == 1
+        assert [sub for _, sub in kinds].count("/Image") == 1 and len(objects) < 30  # Chromium's bill: 22
+        streams = pdf_batch.decompressed_streams(pdf)
+        assert streams
+        texts = [front, back, *pdf_batch.page_texts(pdf)]
+        for j, (other_no, other_name, other_address) in enumerate(PEOPLE):
+            if j == k:
+                continue
+            for secret in (other_no, other_name, other_address):
+                assert not any(secret in t for t in texts), (k, secret)
+                for form in forms(secret):
+                    assert form not in pdf and not any(form in s for s in streams), (k, secret)
+    # The same snapshots in the same batch: the same bytes.
+    assert rendering.render_batch(snapshots).pdfs == result.pdfs
+    # Alone, a bill prints the same content (pages and text) as in the batch (not the same bytes: its
+    # font subsets hold only its own glyphs).
+    alone = rendering.render_pdf(snapshots[1])
+    assert alone != pdfs[1]
+    assert [plain(p.extract_text()) for p in pypdf.PdfReader(io.BytesIO(alone)).pages] == [
+        plain(p.extract_text()) for p in pypdf.PdfReader(io.BytesIO(pdfs[1])).pages
+    ]
+
+
+@needs_chromium
+@pytest.mark.parametrize("engine", ["chromium"], indirect=True)
+def test_a_batch_that_fails_its_checks_is_printed_bill_by_bill_and_a_bad_bill_fails_alone(
+    engine: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    snapshots = people_bills()
+    bad = bill("100200300509")
+    del bad["front"]["meter"]  # the template can't print it
+    checked = pdf_batch.check_split
+
+    def picky(pdf: bytes, page: pdf_batch.BillPage, others: set[str]) -> None:
+        if page.account_no == PEOPLE[2][0]:
+            raise pdf_batch.BatchCheckFailed("a split shows the wrong bill")
+        checked(pdf, page, others)
+
+    monkeypatch.setattr(pdf_batch, "check_split", picky)
+    with caplog.at_level(logging.WARNING, logger=rendering.__name__):
+        result = rendering.render_batch([*snapshots[:2], bad, *snapshots[2:]])
+    assert (result.batched, result.fallbacks) == (0, 1)
+    assert any("one by one" in r.getMessage() for r in caplog.records)
+    bad_outcome = result.pdfs.pop(2)
+    assert isinstance(bad_outcome, rendering.RenderFailed) and "meter" in str(bad_outcome)
+    for snapshot, pdf in zip(snapshots, result.pdfs, strict=True):
+        assert isinstance(pdf, bytes)
+        assert pdf == rendering.render_pdf(snapshot)  # printed alone: exactly the single bill's bytes
+    with pytest.raises(rendering.RenderFailed, match="meter"):
+        rendering.render_pdfs([snapshots[0], bad])
+
+
+def test_without_chromium_a_batch_is_printed_by_weasyprint_bill_by_bill() -> None:
+    before = rendering.engine_config()
+    rendering.configure(rendering.EngineConfig(engine="weasyprint"))
+    try:
+        snapshots = people_bills()[:2]
+        result = rendering.render_batch(snapshots)
+        assert (result.batched, result.fallbacks) == (0, 0)
+        for snapshot, pdf in zip(snapshots, result.pdfs, strict=True):
+            assert isinstance(pdf, bytes) and pdf == rendering.weasyprint_pdf(snapshot)
+    finally:
+        rendering.configure(before)
+
+
+def test_bills_with_different_heads_never_share_a_document() -> None:
+    first, second = (pdf_batch.page_parts(rendering._chromium_page(s), s) for s in people_bills()[:2])
+    assert first.head == second.head and "<title>" not in first.head  # the title names the bill: set aside
+    assert first.title == f"Счёт-квитанция {PEOPLE[0][0]} за март 2025"
+    document = pdf_batch.batch_document([first, second])
+    assert PEOPLE[0][0] not in document.split("<body>")[0]  # the document's head names no bill
+    other = dataclasses.replace(second, head=second.head.replace("<style>", "<style>p{}"))
+    with pytest.raises(ValueError, match="different heads"):
+        pdf_batch.batch_document([first, other])
