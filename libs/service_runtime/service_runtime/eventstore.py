@@ -48,7 +48,8 @@ _COLUMNS = (
 )
 
 
-def _row_to_envelope(row: Sequence[Any]) -> Envelope:
+def row_to_envelope(row: Sequence[Any]) -> Envelope:
+    """An envelope from the first ten columns of an `events` row, in `_COLUMNS` order."""
     return Envelope(
         event_id=row[0],
         event_type=row[1],
@@ -158,7 +159,7 @@ class EventStore:
             " ORDER BY stream_version",
             (stream_id, after_version),
         )
-        return [self.upcast(str(row[10]), _row_to_envelope(row)) for row in await cur.fetchall()]
+        return [self.upcast(str(row[10]), row_to_envelope(row)) for row in await cur.fetchall()]
 
     async def stream_version(self, conn: Connection, stream_id: str) -> int:
         cur = await conn.execute(

@@ -35,7 +35,13 @@ from contracts.events.calculator import ChargeCalculated, EstimateReversed, Peri
 from contracts.registry import registry
 from service_runtime.correlation import current_causation_id, current_correlation_id
 from service_runtime.db import Connection
-from service_runtime.eventstore import ConcurrencyError, EventStore, NewEvent, lock_for_append
+from service_runtime.eventstore import (
+    ConcurrencyError,
+    EventStore,
+    NewEvent,
+    lock_for_append,
+    row_to_envelope,
+)
 
 OWN_TYPES = ("ReadingSubmitted", "ChargeCalculated", "EstimateReversed", "PeriodBilled")
 
@@ -264,7 +270,7 @@ class OwnEvents:
         )
         async with conn.pipeline():
             for row in await cur.fetchall():
-                await self.project(conn, _row_envelope(row))
+                await self.project(conn, row_to_envelope(row))
 
     async def append_to_period(
         self, conn: Connection, account_no: str, period: str, events: Sequence[tuple[BaseModel, uuid.UUID]]
@@ -299,31 +305,12 @@ class OwnEvents:
         elif t == "ChargeCalculated":
             c = ChargeCalculated.model_validate(envelope.payload)
             reading_id = None if c.estimated else c.charge_id.removeprefix("chg-")
-            if c.previous is not None and c.current is not None:
-                from_date, to_date = c.previous.date, c.current.date
-            else:
-                from_date, to_date = c.lines[0].from_date, c.lines[-1].to_date
             await conn.execute(
                 "INSERT INTO charges (charge_id, account_no, period, estimated, reading_id, from_date, to_date,"
                 " days, consumption_kwh, tariff_option_applied, net_total, vat, total, event_id)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (charge_id) DO NOTHING",
-                (
-                    c.charge_id,
-                    c.account_no,
-                    c.period,
-                    c.estimated,
-                    reading_id,
-                    from_date,
-                    to_date,
-                    c.days,
-                    c.consumption_kwh,
-                    c.tariff_option_applied,
-                    c.net_total,
-                    c.vat,
-                    c.total,
-                    envelope.event_id,
-                ),
+                _charge_row(envelope.event_id, c),
             )
             if reading_id is not None:
                 await conn.execute(
@@ -423,21 +410,6 @@ def _charge_row(new_id: uuid.UUID, c: ChargeCalculated) -> tuple[Any, ...]:
         c.vat,
         c.total,
         new_id,
-    )
-
-
-def _row_envelope(row: Sequence[Any]) -> Envelope:
-    return Envelope(
-        event_id=row[0],
-        event_type=row[1],
-        schema_version=row[2],
-        stream_id=row[3],
-        stream_version=row[4],
-        occurred_at=row[5],
-        correlation_id=row[6],
-        causation_id=row[7],
-        producer=row[8],
-        payload=row[9],
     )
 
 

@@ -36,7 +36,7 @@ from identity.application.mail import ComposedMail
 from identity.domain.emails import email_key
 from identity.domain.user import User, fold
 from service_runtime.db import Connection
-from service_runtime.eventstore import EventStore, NewEvent
+from service_runtime.eventstore import EventStore, NewEvent, row_to_envelope
 
 
 class EmailAlreadyUsed(Exception):
@@ -157,18 +157,7 @@ async def rebuild_users(conn: Connection) -> int:
             (TOPIC,),
         )
         for row in await cur.fetchall():
-            envelope = Envelope(
-                event_id=row[0],
-                event_type=row[1],
-                schema_version=row[2],
-                stream_id=row[3],
-                stream_version=row[4],
-                occurred_at=row[5],
-                correlation_id=row[6],
-                causation_id=row[7],
-                producer=row[8],
-                payload=row[9],
-            )
+            envelope = row_to_envelope(row)
             event = registry.parse(TOPIC, envelope.event_type, envelope.schema_version, envelope.payload)
             await apply_to_read_model(conn, envelope, event)
             applied += 1
