@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import datetime as dt
 import os
@@ -40,7 +41,7 @@ import random
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import ClassVar
@@ -52,6 +53,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from backoffice_simulator.kafka import publish
 from backoffice_simulator.wire import message
@@ -68,7 +70,7 @@ from contracts.backoffice import PeriodClosed
 from contracts.envelope import IngressEnvelope
 from contracts.events.calculator import ReadingSubmitted
 from service_runtime.consumers import IngressMessage
-from service_runtime.db import open_pool
+from service_runtime.db import Connection, open_pool
 from service_runtime.migrations import migrate_to_head
 from tests.support.stack import REPO, load_stack_env
 
@@ -112,7 +114,9 @@ def bench_engine(quotes: int) -> float:
     return quotes / engine_s
 
 
-async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) -> float:
+@contextlib.asynccontextmanager
+async def _throwaway_calculator_database() -> AsyncIterator[AsyncConnectionPool[Connection]]:
+    """A pool on a fresh, migrated calculator database, dropped afterwards."""
     env = {**load_stack_env(), **os.environ}
     admin = env["PG_ADMIN_URL"]
     name = f"bench_calc_{uuid.uuid4().hex[:10]}"
@@ -123,60 +127,65 @@ async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) ->
         await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, dsn)
         pool = await open_pool(dsn, max_size=4, name="bench")
         try:
-            components = Components()
-            async with pool.connection() as conn:
-                await components.catalog.ensure_seeded(conn)
-                await _populate(conn, accounts)
-            period = "2025-09"
-            runner = BillingRunner(
-                pool,
-                components.billing,
-                batch_size=batch_size,
-                concurrency=concurrency,
-                progress_every=max(accounts // 4, 1),
-            )
-            message = IngressMessage(
-                IngressEnvelope(
-                    event_id=uuid.uuid4(),
-                    event_type="PeriodClosed",
-                    schema_version=1,
-                    occurred_at=dt.datetime.now(dt.UTC),
-                    producer="backoffice",
-                    payload={"period": period},
-                ),
-                PeriodClosed(period=period),
-                period,
-                "backoffice.billing.v1",
-                0,
-                0,
-            )
-            started = time.perf_counter()
-            async with pool.connection() as conn, conn.transaction():
-                await PeriodClosedIngress().handle(conn, message)
-            while await runner.run_once():
-                async with pool.connection() as conn:
-                    cur = await conn.execute("SELECT count(*) FROM billing_runs WHERE completed_at IS NULL")
-                    row = await cur.fetchone()
-                if row and row[0] == 0:
-                    break
-            elapsed = time.perf_counter() - started
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT count(*) FILTER (WHERE event_type = 'ChargeCalculated'),"
-                    " count(*) FILTER (WHERE event_type = 'PeriodBilled') FROM events WHERE stream_id LIKE 'billing-period:%%'"
-                )
-                charges, billed = await cur.fetchone() or (0, 0)
-            print(
-                f"billing run: {accounts} accounts ({charges} estimated charges, {billed} PeriodBilled) in {elapsed:.2f}s"
-                f" -> {accounts / elapsed:,.0f} accounts/s (batch {batch_size}, {concurrency} at a time, one worker,"
-                " in-process)"
-            )
-            return accounts / elapsed
+            yield pool
         finally:
             await pool.close()
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) -> float:
+    async with _throwaway_calculator_database() as pool:
+        components = Components()
+        async with pool.connection() as conn:
+            await components.catalog.ensure_seeded(conn)
+            await _populate(conn, accounts)
+        period = "2025-09"
+        runner = BillingRunner(
+            pool,
+            components.billing,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            progress_every=max(accounts // 4, 1),
+        )
+        message = IngressMessage(
+            IngressEnvelope(
+                event_id=uuid.uuid4(),
+                event_type="PeriodClosed",
+                schema_version=1,
+                occurred_at=dt.datetime.now(dt.UTC),
+                producer="backoffice",
+                payload={"period": period},
+            ),
+            PeriodClosed(period=period),
+            period,
+            "backoffice.billing.v1",
+            0,
+            0,
+        )
+        started = time.perf_counter()
+        async with pool.connection() as conn, conn.transaction():
+            await PeriodClosedIngress().handle(conn, message)
+        while await runner.run_once():
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT count(*) FROM billing_runs WHERE completed_at IS NULL")
+                row = await cur.fetchone()
+            if row and row[0] == 0:
+                break
+        elapsed = time.perf_counter() - started
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FILTER (WHERE event_type = 'ChargeCalculated'),"
+                " count(*) FILTER (WHERE event_type = 'PeriodBilled') FROM events WHERE stream_id LIKE 'billing-period:%%'"
+            )
+            charges, billed = await cur.fetchone() or (0, 0)
+        print(
+            f"billing run: {accounts} accounts ({charges} estimated charges, {billed} PeriodBilled) in {elapsed:.2f}s"
+            f" -> {accounts / elapsed:,.0f} accounts/s (batch {batch_size}, {concurrency} at a time, one worker,"
+            " in-process)"
+        )
+        return accounts / elapsed
 
 
 async def _populate(
@@ -257,78 +266,62 @@ def _stream_days(months: int) -> list[dt.date]:
 
 
 async def bench_stream(accounts: int, months: int, engine_per_s: float | None, profile: bool) -> None:
-    env = {**load_stack_env(), **os.environ}
-    admin = env["PG_ADMIN_URL"]
-    name = f"bench_calc_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    try:
-        await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, dsn)
-        pool = await open_pool(dsn, max_size=4, name="bench")
-        try:
-            components = Components()
-            envelopes: list[bytes] = []
-            async with pool.connection() as conn:
-                await components.catalog.ensure_seeded(conn)
-                nos = await _populate(conn, 2 * accounts, with_history=0)
-                rng = random.Random(13)
-                meter = dict.fromkeys(nos[:accounts], Decimal(0))
-                for day in _stream_days(months):  # month by month, each account's in date order
-                    for no in nos[:accounts]:
-                        meter[no] += rng.randint(100, 400)
-                        reading = ReadingSubmitted(
-                            reading_id=f"bench-{no}-{day}",
-                            account_no=no,
-                            meter_serial=f"M{no}",
-                            reading_date=day,
-                            value=meter[no],
-                            source="grid",
-                        )
-                        version = await components.store.stream_version(conn, meter_readings_stream(no))
-                        envelope = await components.own.append_reading(
-                            conn, version, reading, Decimal(0), uuid.uuid4()
-                        )
-                        envelopes.append(envelope.to_json_bytes())
-                await conn.execute("ANALYZE")
-            step = RatingStream(pool, components.rating)
-            async with pool.connection() as conn:  # the pool's connections' backends
-                cur = await conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                )
-                pids = [int(p) for (p,) in await cur.fetchall()]
-            backend0 = _backend_cpu(pids)
-            profiler = cProfile.Profile() if profile else None
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            if profiler is not None:
-                profiler.enable()
-            outcomes: dict[str, int] = {}
-            for raw in envelopes:
-                outcome = await step.handle(raw)
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            if profiler is not None:
-                profiler.disable()
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            readings = len(envelopes)
-            backend = _backend_cpu(pids) - backend0
+    async with _throwaway_calculator_database() as pool:
+        components = Components()
+        envelopes: list[bytes] = []
+        async with pool.connection() as conn:
+            await components.catalog.ensure_seeded(conn)
+            nos = await _populate(conn, 2 * accounts, with_history=0)
+            rng = random.Random(13)
+            meter = dict.fromkeys(nos[:accounts], Decimal(0))
+            for day in _stream_days(months):  # month by month, each account's in date order
+                for no in nos[:accounts]:
+                    meter[no] += rng.randint(100, 400)
+                    reading = ReadingSubmitted(
+                        reading_id=f"bench-{no}-{day}",
+                        account_no=no,
+                        meter_serial=f"M{no}",
+                        reading_date=day,
+                        value=meter[no],
+                        source="grid",
+                    )
+                    version = await components.store.stream_version(conn, meter_readings_stream(no))
+                    envelope = await components.own.append_reading(
+                        conn, version, reading, Decimal(0), uuid.uuid4()
+                    )
+                    envelopes.append(envelope.to_json_bytes())
+            await conn.execute("ANALYZE")
+        step = RatingStream(pool, components.rating)
+        async with pool.connection() as conn:  # the pool's connections' backends
+            cur = await conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            pids = [int(p) for (p,) in await cur.fetchall()]
+        backend0 = _backend_cpu(pids)
+        profiler = cProfile.Profile() if profile else None
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        outcomes: dict[str, int] = {}
+        for raw in envelopes:
+            outcome = await step.handle(raw)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if profiler is not None:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        readings = len(envelopes)
+        backend = _backend_cpu(pids) - backend0
+        print(
+            f"rating stream: {readings} readings ({outcomes}) in {wall:.2f}s -> {readings / wall:,.0f}"
+            f" readings/s; CPU of this process {cpu / readings * 1000:.2f} ms per reading"
+            f" (wall {wall / readings * 1000:.2f} ms per reading); PostgreSQL backends' CPU"
+            f" {backend / readings * 1000:.2f} ms per reading"
+        )
+        if engine_per_s:
             print(
-                f"rating stream: {readings} readings ({outcomes}) in {wall:.2f}s -> {readings / wall:,.0f}"
-                f" readings/s; CPU of this process {cpu / readings * 1000:.2f} ms per reading"
-                f" (wall {wall / readings * 1000:.2f} ms per reading); PostgreSQL backends' CPU"
-                f" {backend / readings * 1000:.2f} ms per reading"
+                f"  the engine alone: {engine_per_s:,.0f} quotes/s -> stream/engine ="
+                f" {readings / wall / engine_per_s:.4f} (1 / {engine_per_s * wall / readings:,.0f})"
             )
-            if engine_per_s:
-                print(
-                    f"  the engine alone: {engine_per_s:,.0f} quotes/s -> stream/engine ="
-                    f" {readings / wall / engine_per_s:.4f} (1 / {engine_per_s * wall / readings:,.0f})"
-                )
-            if profiler is not None:
-                pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-        finally:
-            await pool.close()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if profiler is not None:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
 
 # --- the whole stack ------------------------------------------------------------------------------------

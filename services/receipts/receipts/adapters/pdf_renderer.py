@@ -45,6 +45,7 @@ from receipts.adapters.pdfs import store_pdfs
 from receipts.adapters.rendering import TEMPLATE_VERSION
 from receipts.settings import ReceiptsSettings
 from service_runtime.db import Connection
+from service_runtime.mail import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,9 @@ class PdfRenderer:
         `settings.pdf_batch`; 1: each alone, through `render`)."""
         self._pool = pool
         self._settings = settings
+        self._backoff = Backoff(
+            settings.render_backoff_base_s, settings.render_backoff_max_s, settings.render_max_attempts
+        )
         self._render = render
         self._render_batch = render_batch
         self._processes = settings.render_processes if processes is None else processes
@@ -278,9 +282,7 @@ class PdfRenderer:
 
     async def _failed(self, job: _Job, exc: BaseException) -> None:
         """The bill's render failed: retried after a backoff, or given up (`failed_at`)."""
-        s = self._settings
-        give_up = job.attempts >= s.render_max_attempts
-        delay = min(s.render_backoff_base_s * 2 ** (job.attempts - 1), s.render_backoff_max_s)
+        delay, give_up = self._backoff.after(job.attempts)
         async with self._pool.connection() as conn:
             await conn.execute(
                 "UPDATE pdf_renders SET locked_until = NULL, last_error = %s,"
