@@ -390,6 +390,9 @@ log_timezone = 'UTC'
 timezone = 'UTC'
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_duration_statement = 1000
+# Per-statement time and calls, for finding what a workload costs (pg_stat_statements view).
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
 EOF
   if ((EUID == 0)); then chown postgres:postgres "$PG_DATA/stack.conf"; fi
 }

@@ -1,12 +1,14 @@
 """Benchmarks of the ledger service (not part of the test run's pass/fail).
 
-    uv run python -m tests.benchmarks.bench_ledger [--accounts N] [--payments M]
+    uv run python -m tests.benchmarks.bench_ledger [--accounts N] [--payments M] [--scattered] [--split]
 
 Everything runs against a fresh database and private Kafka topics (created, then dropped/deleted), so the
 shared topics and other tests never see the benchmark's events.
 
 1. Ingest: M back-office PaymentReported messages (JSON envelopes keyed by account, over N opened
-   accounts) wait on the payments topic; then the ledger worker starts in a process of its own (its
+   accounts; dated in date order over 300 days with 3 % late by up to 60 days, as banks report them, or
+   with `--scattered` on any day in any order, where nearly every payment re-rolls later months) wait
+   on the payments topic; then the ledger worker starts in a process of its own (its
    consumers, including the idle ones, and the outbox relay, as `python -m ledger.worker run` has them;
    the inputs write the read models inline, or with LEDGER_INLINE_READ_MODELS=false a
    `ledger-read-models` consumer does, from Kafka) and runs until every payment is visible in the read
@@ -29,7 +31,9 @@ the baseline, and the worker's events per CPU-second, mean more than absolute ra
 Tuning aids (environment): BENCH_PROFILE=worker|rebuild|baseline writes a cProfile dump of that phase to
 /tmp/bench_ledger_<phase>.prof; BENCH_SAMPLE=<phase> a sampling profile (low overhead, true shares) to
 /tmp/bench_ledger_<phase>.samples.txt; BENCH_ONLY=backoffice-ingress[,relay,...] runs only those parts of the
-worker in the ingest phase; BENCH_TRACEMALLOC=1 prints where the worker's Python memory is. Each
+worker in the ingest phase; BENCH_TRACEMALLOC=1 prints where the worker's Python memory is;
+BENCH_PG_STATEMENTS=1 writes the ingest phase's costliest statements (pg_stat_statements) to
+/tmp/bench_ledger_statements.txt. Each
 phase's stderr is appended to /tmp/bench_ledger_<phase>.log. LEDGER_* settings apply (e.g.
 LEDGER_CONSUMER_BATCH_SIZE, LEDGER_AGGREGATE_CACHE_EVENTS).
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -46,7 +51,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -182,6 +187,16 @@ def worker_handlers(topics: Topics, registry: EventRegistry, bootstrap: str) -> 
     return handlers
 
 
+_PROGRESS_SQL = (
+    "SELECT (SELECT coalesce(max(position), 0) FROM events),"
+    " (SELECT coalesce(max(position), 0) FROM outbox_relay_state)"
+)
+_EXACT_PROGRESS_SQL = (
+    "SELECT (SELECT coalesce(sum(version), 0) FROM ledger_period_streams),"
+    " (SELECT count(*) FROM ledger_payments), (SELECT count(*) FROM events)"
+)
+
+
 async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
     """Run the ledger worker until the read models show `target_versions` applied and
     `target_payments` payments; report timings."""
@@ -209,6 +224,8 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
         runners = [r for r in runners if r.handler.name in only.split(",")]
     tune_gc(settings.gc_thresholds)  # as the worker does (run_worker)
     probe = await psycopg.AsyncConnection.connect(dsn, autocommit=True)  # progress, every 0.1 s
+    cur = await probe.execute(_PROGRESS_SQL)
+    first_position = int((await cur.fetchone() or (0,))[0])
     started, started_at = time.perf_counter(), time.time()
     cpu_started = time.process_time()
     pg_started, kafka_started = await backend_cpu(probe), kafka_cpu()
@@ -223,18 +240,23 @@ async def worker_phase(args: dict[str, Any]) -> dict[str, Any]:
     relays = not only or "relay" in only
     try:
         while True:
-            # The probe's own connection: not one of the worker's pool, so no pool check.
-            cur = await probe.execute(
-                "SELECT (SELECT coalesce(sum(version), 0) FROM ledger_period_streams),"
-                " (SELECT count(*) FROM ledger_payments), (SELECT count(*) FROM events),"
-                " (SELECT coalesce(max(position), 0) FROM events),"
-                " (SELECT coalesce(max(position), 0) FROM outbox_relay_state)"
-            )
+            # The probe's own connection: not one of the worker's pool, so no pool check. Two index
+            # lookups while the backlog drains (the exact counts scan whole tables: ≈15 ms of
+            # PostgreSQL CPU each time, which would be charged to the worker); the exact counts only
+            # once the positions say every event may be stored (gaps in positions only make it sooner).
+            cur = await probe.execute(_PROGRESS_SQL)
             row = await cur.fetchone()
             assert row is not None
-            versions, payments, stored, last, published = map(int, row)
+            last, published = map(int, row)
+            appended = last - first_position
+            versions = payments = stored = 0
+            if appended >= target_versions - baseline_versions:
+                cur = await probe.execute(_EXACT_PROGRESS_SQL)
+                exact = await cur.fetchone()
+                assert exact is not None
+                versions, payments, stored = map(int, exact)
             now = time.perf_counter()
-            done_fraction = (versions - baseline_versions) / max(1, target_versions - baseline_versions)
+            done_fraction = appended / max(1, target_versions - baseline_versions)
             if tenth is None and done_fraction >= 0.1:
                 tenth = now
             if finished is None and versions >= target_versions and payments >= target_payments:
@@ -521,8 +543,24 @@ def account_opened(account_no: str) -> tuple[bytes, bytes]:
     return stream.encode(), envelope.to_json_bytes()
 
 
-def payment_reported(rng: random.Random, account_no: str, i: int) -> tuple[bytes, bytes]:
-    paid_on = date(2025, 1, 1) + timedelta(days=rng.randint(0, 300))
+DAYS = 300  # the payments' dates: from 2025-01-01, over this many days
+LATE_SHARE = 0.03  # in date order, this share comes late: paid up to LATE_DAYS earlier
+LATE_DAYS = 60
+
+
+def paid_on_for(rng: random.Random, i: int, n: int, scattered: bool) -> date:
+    """The i-th of n payments' date. In date order by default, as banks report the days' payments (a
+    few late ones re-roll the months after them); `scattered`: any day, in any order (every payment is
+    likely a late one for its account: the worst case of the period re-roll)."""
+    if scattered:
+        return date(2025, 1, 1) + timedelta(days=rng.randint(0, DAYS))
+    day = i * DAYS // max(1, n)
+    if rng.random() < LATE_SHARE:
+        day = max(0, day - rng.randint(1, LATE_DAYS))
+    return date(2025, 1, 1) + timedelta(days=day)
+
+
+def payment_reported(account_no: str, i: int, paid_on: date, rng: random.Random) -> tuple[bytes, bytes]:
     message = {
         "event_id": str(uuid.uuid4()),
         "event_type": "PaymentReported",
@@ -564,7 +602,7 @@ def rate(result: dict[str, Any], sustained: bool = False) -> float:
     return float(result["events"] / result["seconds"])
 
 
-async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> None:
+async def orchestrate(n_accounts: int, n_payments: int, split: bool = False, scattered: bool = False) -> None:
     env = load_stack_env()
     for key, value in env.items():
         os.environ.setdefault(key, value)
@@ -585,8 +623,11 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
         accounts = [str(100_000_000_000 + i * 7919) for i in range(n_accounts)]
         common = {"dsn": dsn, "bootstrap": bootstrap, "topics": topics.__dict__, "timeout_s": 1800}
 
+        order = (
+            "scattered over 300 days in any order" if scattered else "in date order, 3 % late by ≤ 60 days"
+        )
         print(
-            f"ledger benchmark: {n_accounts:,} accounts, {n_payments:,} payments; database {database}",
+            f"ledger benchmark: {n_accounts:,} accounts, {n_payments:,} payments ({order}); database {database}",
             flush=True,
         )
         await produce_all(bootstrap, topics.accounts, [account_opened(a) for a in accounts])
@@ -600,7 +641,10 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
             flush=True,
         )
 
-        payments = (payment_reported(rng, rng.choice(accounts), i) for i in range(n_payments))
+        payments = (
+            payment_reported(rng.choice(accounts), i, paid_on_for(rng, i, n_payments, scattered), rng)
+            for i in range(n_payments)
+        )
         produced_in = await produce_all(bootstrap, topics.payments, payments)
         print(
             f"  {n_payments:,} PaymentReported produced in {produced_in:.1f}s (backlog for both runs)",
@@ -629,7 +673,8 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
             }
             print(f"  (the worker split in two processes: {' | '.join(SPLIT_PARTS[inline_read_models()])})")
         else:
-            ingest = run_phase("worker", ingest_args, tuning=True)
+            with statement_costs(admin_dsn, database):
+                ingest = run_phase("worker", ingest_args, tuning=True)
         with psycopg.connect(dsn) as conn:
             # Stage timings from the transactions' timestamps (now() is the transaction's start).
             stages = conn.execute(
@@ -685,6 +730,30 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False) -> 
         await delete_topics(bootstrap, topics)
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+@contextlib.contextmanager
+def statement_costs(admin_dsn: str, database: str, top: int = 20) -> Iterator[None]:
+    """Tuning aid (BENCH_PG_STATEMENTS=1): the statements the ingest phase spent PostgreSQL's time on,
+    from pg_stat_statements (the local stack preloads it), written to /tmp/bench_ledger_statements.txt."""
+    if not os.environ.get("BENCH_PG_STATEMENTS"):
+        yield
+        return
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    yield
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')"
+            " FROM pg_stat_statements JOIN pg_database AS d ON d.oid = dbid WHERE d.datname = %s"
+            " ORDER BY total_exec_time DESC LIMIT %s",
+            (database, top),
+        ).fetchall()
+    with open("/tmp/bench_ledger_statements.txt", "w") as out:
+        out.write(f"{'calls':>7} {'total ms':>9} {'ms/call':>8} {'rows':>8}  statement\n")
+        for calls, total_ms, n_rows, query in rows:
+            out.write(f"{calls:>7} {total_ms:>9.0f} {total_ms / calls:>8.2f} {n_rows:>8}  {query[:160]}\n")
 
 
 class Sampler:
@@ -752,6 +821,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--payments", type=int, default=100_000)
     parser.add_argument("--split", action="store_true", help="also run the worker split in two processes")
+    parser.add_argument(
+        "--scattered", action="store_true", help="payments on any day in any order (the re-roll's worst case)"
+    )
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("phase_args", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -774,7 +846,7 @@ def main() -> None:
             result = asyncio.run(PHASES[args.phase](json.loads(args.phase_args)))
         print(json.dumps(result))
         return
-    asyncio.run(orchestrate(args.accounts, args.payments, args.split))
+    asyncio.run(orchestrate(args.accounts, args.payments, args.split, args.scattered))
 
 
 if __name__ == "__main__":

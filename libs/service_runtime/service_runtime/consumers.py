@@ -128,6 +128,11 @@ class IngressHandler(ABC):
 
     name: ClassVar[str]
     topics: ClassVar[tuple[str, ...]]
+    # True for a handler whose every fact carries its own idempotency key that it enforces itself (a
+    # payment id, a correction id, ...): the same message handled twice changes nothing. The runner
+    # then neither looks up nor records event ids in `consumer_inbox` (a lookup and an insert per
+    # message that would only repeat what the handler guarantees).
+    idempotent_by_content: ClassVar[bool] = False
 
     @abstractmethod
     async def handle(self, conn: Connection, message: IngressMessage) -> None: ...
@@ -170,6 +175,7 @@ class ConsumerRunner:
         self._registry = event_registry
         self._is_projection = isinstance(handler, Projection)
         self._handles = handler.handles if isinstance(handler, Projection) else None
+        self._uses_inbox = isinstance(handler, IngressHandler) and not handler.idempotent_by_content
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq_producer: AIOKafkaProducer | None = None
         self._stopping = False
@@ -337,7 +343,8 @@ class ConsumerRunner:
         CONSUMED.labels(self.consumer_id, "dead_letter").inc(len(rejected))
 
     async def _fresh(self, conn: Connection, parsed: list[_Parsed]) -> list[_Parsed]:
-        """The messages not applied before, in order (duplicates inside the batch dropped too)."""
+        """The messages not applied before, in order (duplicates inside the batch dropped too); for a
+        handler `idempotent_by_content`, all of them: it drops what it applied before itself."""
         fresh: list[_Parsed] = []
         if self._is_projection:
             streams = {p.item.envelope.stream_id for p in parsed if isinstance(p.item, CanonicalEvent)}
@@ -354,6 +361,8 @@ class ConsumerRunner:
                     seen_versions[env.stream_id] = env.stream_version
                     fresh.append(p)
             return fresh
+        if not self._uses_inbox:
+            return list(parsed)
         ids = {p.item.envelope.event_id for p in parsed}
         cur = await conn.execute(
             "SELECT event_id FROM consumer_inbox WHERE consumer = %s AND event_id = ANY(%s::uuid[])",
@@ -427,7 +436,7 @@ class ConsumerRunner:
                 _SAVE_STREAM_VERSIONS_SQL,
                 (self.consumer_id, _text_array(latest), _int_array(latest.values())),
             )
-        else:  # already unique: `_fresh` dropped the duplicates
+        elif self._uses_inbox:  # already unique: `_fresh` dropped the duplicates
             await conn.execute(
                 _SAVE_INBOX_SQL, (self.consumer_id, _uuid_array(p.item.envelope.event_id for p in fresh))
             )

@@ -9,10 +9,31 @@ from collections.abc import Iterable, Mapping
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from contracts.topics import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
+
+
+class RememberingPartitioner:
+    """aiokafka's DefaultPartitioner (the Java client's murmur2 of the key, so every client agrees on a
+    key's partition), remembering each key's hash: aiokafka computes murmur2 in pure Python (≈5 µs a
+    key), and a relay publishes the same stream ids over and over. Bounded: cleared when full."""
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self._max_keys = max_keys
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(DefaultPartitioner()(key, all_partitions, available))
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[hashed % len(all_partitions)]
 
 
 def idempotent_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
@@ -20,6 +41,7 @@ def idempotent_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaPr
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
+        partitioner=RememberingPartitioner(),
         enable_idempotence=True,
         acks="all",
         linger_ms=5,

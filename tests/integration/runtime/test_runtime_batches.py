@@ -169,3 +169,71 @@ async def test_ingress_batches_dead_letters_and_progress(
         offsets = await cur.fetchone()
     assert inbox is not None and inbox[0] == 42, "the refused message is not marked done"
     assert offsets is not None and offsets[0] == 44, "every message consumed, the refused one too"
+
+
+class KeyedReceipts(BatchReceipts):
+    """Idempotent by its own key (the event id is its primary key here): the runner skips the inbox."""
+
+    name: ClassVar[str] = "keyed-receipts"
+    idempotent_by_content: ClassVar[bool] = True
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic)
+        self.handed_over = 0
+
+    async def _record(self, conn: Connection, messages: Sequence[IngressMessage], how: str) -> None:
+        self.handed_over += len(messages)
+        await conn.execute(
+            "INSERT INTO receipts (event_id, account, amount, handled_by)"
+            " SELECT e, a, m, %s FROM unnest(%s::uuid[], %s::text[], %s::numeric[]) AS k(e, a, m)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (
+                how,
+                [m.envelope.event_id for m in messages],
+                [m.payload.account for m in messages],
+                [m.payload.amount for m in messages],
+            ),
+        )
+
+
+async def test_a_handler_idempotent_by_content_gets_every_message_and_no_inbox(
+    mini: MiniService, make_topics: Any
+) -> None:
+    """`idempotent_by_content`: duplicates are handed over (the handler drops them itself), nothing is
+    looked up in or written to `consumer_inbox`; the offsets are still recorded with the batch."""
+    topic = f"test.ingress.{uuid.uuid4().hex[:10]}"
+    await make_topics(topic, f"{topic}.dlq", partitions=1)
+    mini.registry.register("AmountReported", version=1, topic=topic)(AmountReported)
+    async with mini.pool.connection() as conn:
+        await conn.execute(RECEIPTS_SQL)
+        await conn.execute("TRUNCATE receipts")
+    duplicate = str(uuid.uuid4())
+    messages = [(f"k{i:03d}".encode(), message(f"k{i:03d}", f"{i}.25")) for i in range(10)]
+    messages += [(b"k000", message("k000", "1.00", duplicate))] * 2
+    await produce(mini.bootstrap, topic, messages)
+    handler = KeyedReceipts(topic)
+    runner = ConsumerRunner(
+        handler, mini.pool, mini.bootstrap, service=f"mini-{topic}", event_registry=mini.registry
+    )
+
+    async def all_consumed() -> bool:
+        async with mini.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT sum(next_offset) FROM consumer_offsets WHERE consumer = %s", (runner.consumer_id,)
+            )
+            return await cur.fetchone() == (12,)
+
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(all_consumed, timeout_s=120)
+    finally:
+        runner.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert len(await rows(mini)) == 11 and handler.handed_over == 12
+    async with mini.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM consumer_inbox WHERE consumer = %s", (runner.consumer_id,)
+        )
+        assert await cur.fetchone() == (0,)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from uuid import UUID
 
 from ledger.adapters.sqlarrays import literal
 from ledger.adapters.streams import (
@@ -55,13 +56,15 @@ _INDEX_SQL = (
     "SELECT payment_id, account_no, service_code FROM ledger_payment_index WHERE payment_id = ANY(%s)"
 )
 _HEADS_SQL = (
-    "SELECT stream_id, version FROM ledger_streams WHERE stream_id = ANY(%s::text[])"
+    "SELECT stream_id, version, last_event_id FROM ledger_streams WHERE stream_id = ANY(%s::text[])"
     " ORDER BY stream_id FOR UPDATE"
 )
+# The events after the cached aggregate's version (all of them for a stream not cached): a cached
+# aggregate is checked against its stream's head (version and last event id), not by re-reading events.
 _EVENTS_SQL = """
 SELECT e.stream_id, e.stream_version, e.event_id, e.event_type, e.schema_version, e.payload::text
-FROM unnest(%s::text[], %s::int[]) AS k(stream_id, from_version)
-JOIN events AS e ON e.stream_id = k.stream_id AND e.stream_version >= k.from_version
+FROM unnest(%s::text[], %s::int[]) AS k(stream_id, after_version)
+JOIN events AS e ON e.stream_id = k.stream_id AND e.stream_version > k.after_version
 ORDER BY e.stream_id, e.stream_version
 """
 _OPEN_SQL = "SELECT account_no FROM ledger_accounts WHERE account_no = ANY(%s::text[])"
@@ -152,10 +155,10 @@ class BatchLedgerStore(PgLedgerStore):
                 owner = StreamKey(account_no, service_code)
                 keys[owner.stream_id] = owner
         stream_ids = sorted(keys)
-        from_versions = [self._from_version(s) for s in stream_ids]
+        after_versions = [self._cached_version(s) for s in stream_ids]
         async with conn.pipeline():
             heads_cur = await conn.execute(_HEADS_SQL, (literal(stream_ids),))
-            events_cur = await conn.execute(_EVENTS_SQL, (literal(stream_ids), literal(from_versions)))
+            events_cur = await conn.execute(_EVENTS_SQL, (literal(stream_ids), literal(after_versions)))
             open_cur = await conn.execute(_OPEN_SQL, (literal(accounts),))
             index_cur = await conn.execute(_INDEX_SQL, (sorted(payments | cancelled),))
             waiting_cur = await conn.execute(_WAITING_SQL, (sorted(payments),))
@@ -172,34 +175,44 @@ class BatchLedgerStore(PgLedgerStore):
 
         unsettled = [
             stream_id
-            for stream_id, from_version in zip(stream_ids, from_versions, strict=True)
-            if self._settle(keys[stream_id], from_version, rows, heads) is None
+            for stream_id, after_version in zip(stream_ids, after_versions, strict=True)
+            if self._settle(keys[stream_id], after_version, rows, heads) is None
         ]
         if unsettled:  # a cache that does not match, or a writer that committed while we waited for its lock
             for stream_id in unsettled:
                 self._cache.drop(stream_id)
-            cur = await conn.execute(_EVENTS_SQL, (literal(unsettled), literal([1] * len(unsettled))))
+            cur = await conn.execute(_EVENTS_SQL, (literal(unsettled), literal([0] * len(unsettled))))
             rows = _by_stream(await cur.fetchall())
             for stream_id in unsettled:
-                if self._settle(keys[stream_id], 1, rows, heads) is None:
+                if self._settle(keys[stream_id], 0, rows, heads) is None:
                     raise RuntimeError(f"stream {stream_id} does not match its head")
 
-    def _from_version(self, stream_id: str) -> int:
+    def _cached_version(self, stream_id: str) -> int:
         cached = self._cache.get(stream_id)
-        return cached.ledger.version if cached is not None and cached.ledger.version > 0 else 1
+        return cached.ledger.version if cached is not None else 0
 
     def _settle(
-        self, key: StreamKey, from_version: int, rows: dict[str, list[Any]], heads: dict[str, Any]
+        self, key: StreamKey, after_version: int, rows: dict[str, list[Any]], heads: dict[str, Any]
     ) -> ServiceLedger | None:
+        """The stream's aggregate, checked against its locked head; None when the cache (or the read)
+        does not match it: the cached aggregate is not the stored stream's (a rolled-back batch, another
+        writer), or a writer committed after the read's snapshot."""
         stream_rows = rows.get(key.stream_id, [])
-        cached = self._cache.get(key.stream_id) if from_version > 1 else None
-        ledger = catch_up(key, cached, from_version, stream_rows)
-        if ledger is None:
-            return None
         head = heads.get(key.stream_id)
-        if head is not None and int(head[1]) != ledger.version:
-            return None
-        last_id = as_uuid(stream_rows[-1][1]) if stream_rows else (cached.last_event_id if cached else None)
+        cached = self._cache.get(key.stream_id) if after_version > 0 else None
+        last_id: UUID | None
+        if cached is not None:
+            if stream_rows or head is None or int(head[1]) != after_version:
+                return None
+            if cached.last_event_id is None or as_uuid(head[2]) != cached.last_event_id:
+                return None
+            ledger, last_id = cached.ledger, cached.last_event_id
+        else:
+            fresh = catch_up(key, None, 1, stream_rows)
+            assert fresh is not None  # only a cached aggregate can mismatch
+            if head is not None and int(head[1]) != fresh.version:
+                return None
+            ledger, last_id = fresh, (as_uuid(stream_rows[-1][1]) if stream_rows else None)
         self._cache.put(key.stream_id, Cached(ledger, last_id))
         self._ledgers[key.stream_id] = ledger
         return ledger

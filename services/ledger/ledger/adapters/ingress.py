@@ -76,6 +76,11 @@ class _LedgerInput:
 class BackofficeIngress(_LedgerInput, IngressHandler):
     name: ClassVar[str] = "backoffice-ingress"
     topics: ClassVar[tuple[str, ...]] = (bo.PAYMENTS, bo.BILLING)
+    # Every fact is idempotent by its own key, checked by the stream's aggregate (a payment by its bank
+    # payment_id, a cancellation by the payment it reverses, a correction by its correction_id) and a
+    # parked one by its event id: a message handled twice, under its old event id or a new one, is a
+    # duplicate. So the runner's event-id inbox would only repeat that check.
+    idempotent_by_content: ClassVar[bool] = True
 
     def __init__(
         self,
