@@ -1,6 +1,6 @@
 """Benchmarks of the ledger service (not part of the test run's pass/fail).
 
-    uv run python -m tests.benchmarks.bench_ledger [--accounts N] [--payments M] [--scattered] [--split]
+    uv run python -m tests.benchmarks.bench_ledger [--accounts N] [--payments M] [--scattered] [--one-process]
 
 Everything runs against a fresh database and private Kafka topics (created, then dropped/deleted), so the
 shared topics and other tests never see the benchmark's events.
@@ -16,9 +16,10 @@ shared topics and other tests never see the benchmark's events.
    has published every event. Reported: events/s from start to the last balance, and sustained (from
    10 % to 100 % visible, which leaves out the consumers' group join), the worker process's CPU time and
    peak RSS, and the CPU per event of the worker, of the PostgreSQL backends connected to the
-   benchmark's database and of the Kafka broker (shared: an upper bound). With `--split`, the worker runs
-   split in two processes instead (inputs | relay; with the read models from Kafka: inputs | relay + read
-   models), as LEDGER_WORKER_HANDLERS / LEDGER_WORKER_RELAY allow in production.
+   benchmark's database and of the Kafka broker (shared: an upper bound). The worker runs as deployed
+   (deploy/local/Procfile, the k8s ledger-worker and ledger-relay-worker): split in two processes, the
+   inputs (each with `LEDGER_INGRESS_CONSUMERS` consumers) | the relay (with the read models from Kafka:
+   inputs | relay + read models); `--one-process` runs all of it in one process instead.
 2. Rebuild: `ledger-periods` and `ledger-payments` refolded from the event store, in a process of its
    own: events read per second, and its peak RSS.
 3. Baseline, in the same run: raw aiokafka consume of the same M messages + one multi-row INSERT per
@@ -177,13 +178,14 @@ def worker_handlers(topics: Topics, registry: EventRegistry, bootstrap: str) -> 
     )
     dead_letters = DeadLetterSender(bootstrap, "ledger-bench.parked")
     cache = AggregateCache(defaults.aggregate_cache_events)
+    inputs = defaults.ingress_consumers
     handlers: list[Any] = [
-        BackofficeIngress(config, dead_letters, cache=cache, topics=(topics.payments,)),
-        UpstreamIngress(config, dead_letters, cache=cache, topics=(topics.accounts,)),
+        *[BackofficeIngress(config, dead_letters, cache=cache, topics=(topics.payments,))] * inputs,
+        *[UpstreamIngress(config, dead_letters, cache=cache, topics=(topics.accounts,))] * inputs,
         AccountLinksProjection(topics=(topics.accounts,)),
     ]
     if not inline:  # LEDGER_INLINE_READ_MODELS=false: the read models from Kafka, as before
-        handlers.insert(2, LedgerReadModels(topics=(topics.ledger,)))
+        handlers.insert(-1, LedgerReadModels(topics=(topics.ledger,)))
     return handlers
 
 
@@ -657,7 +659,8 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False, sca
             "baseline_versions": n_accounts, "baseline_payments": 0,
         }  # fmt: skip
         if split:
-            parts = await run_split(ingest_args)
+            with statement_costs(admin_dsn, database):
+                parts = await run_split(ingest_args)
             ingest = {
                 "events": n_payments,
                 "seconds": max(p["seconds"] for p in parts),
@@ -671,8 +674,11 @@ async def orchestrate(n_accounts: int, n_payments: int, split: bool = False, sca
                 "pg_cpu_seconds": max(p["pg_cpu_seconds"] for p in parts),
                 "kafka_cpu_seconds": max(p["kafka_cpu_seconds"] for p in parts),
             }
-            print(f"  (the worker split in two processes: {' | '.join(SPLIT_PARTS[inline_read_models()])})")
+            print(
+                f"  (the worker as deployed, in two processes: {' | '.join(SPLIT_PARTS[inline_read_models()])})"
+            )
         else:
+            print("  (the worker in one process: inputs and relay)")
             with statement_costs(admin_dsn, database):
                 ingest = run_phase("worker", ingest_args, tuning=True)
         with psycopg.connect(dsn) as conn:
@@ -820,7 +826,11 @@ def main() -> None:
     )
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--payments", type=int, default=100_000)
-    parser.add_argument("--split", action="store_true", help="also run the worker split in two processes")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="the worker's inputs and relay in one process (not as deployed)",
+    )
     parser.add_argument(
         "--scattered", action="store_true", help="payments on any day in any order (the re-roll's worst case)"
     )
@@ -846,7 +856,7 @@ def main() -> None:
             result = asyncio.run(PHASES[args.phase](json.loads(args.phase_args)))
         print(json.dumps(result))
         return
-    asyncio.run(orchestrate(args.accounts, args.payments, args.split, args.scattered))
+    asyncio.run(orchestrate(args.accounts, args.payments, not args.one_process, args.scattered))
 
 
 if __name__ == "__main__":

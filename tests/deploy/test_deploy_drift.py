@@ -122,6 +122,12 @@ def test_every_procfile_process_is_a_deployment_with_its_command_and_port(overla
             problems.append(f"Procfile process {name}: no Deployment {name}")
             continue
         words = shlex.split(command)
+        if words[:1] == ["env"]:  # `env NAME=value ... <command>`: the Deployment must set the same
+            words = words[1:]
+            while words and "=" in words[0]:
+                variable, _, value = words.pop(0).partition("=")
+                if _env(overlay, deployment).get(variable) != value:
+                    problems.append(f"{name}: the Procfile sets {variable}={value}, the Deployment does not")
         words = words[2:] if words[:2] == ["uv", "run"] else words
         ours = _command(deployment)
         if words[0] == "uvicorn":

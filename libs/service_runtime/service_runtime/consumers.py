@@ -33,6 +33,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
+from psycopg.errors import DeadlockDetected, SerializationFailure
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
@@ -47,6 +48,12 @@ log = logging.getLogger(__name__)
 
 CONSUMED = Counter("consumer_messages_total", "Messages a consumer handled", ["consumer", "outcome"])
 BATCH_SECONDS = Histogram("consumer_batch_seconds", "Time to apply one batch", ["consumer"])
+CONFLICTS = Counter(
+    "consumer_batch_conflicts_total",
+    "Batches PostgreSQL rolled back for a deadlock, then retried",
+    ["consumer"],
+)
+_CONFLICT_ATTEMPTS = 5  # a batch's transactions before a lock conflict counts as a failure of the consumer
 
 
 # The runner's progress, one statement per batch. Arrays travel as one text literal ('{1,2,3}', parsed
@@ -252,10 +259,28 @@ class ConsumerRunner:
         next_offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items() if batch}
         with BATCH_SECONDS.labels(self.consumer_id).time():
             parsed, rejected = self._parse_all(records)
-            try:
-                await self._commit_batch(records, parsed, rejected, careful=False, next_offsets=next_offsets)
-            except _CarefulRetry:
-                await self._commit_batch(records, parsed, rejected, careful=True, next_offsets=next_offsets)
+            for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+                try:
+                    try:
+                        await self._commit_batch(
+                            records, parsed, rejected, careful=False, next_offsets=next_offsets
+                        )
+                    except _CarefulRetry:
+                        await self._commit_batch(
+                            records, parsed, rejected, careful=True, next_offsets=next_offsets
+                        )
+                    break
+                except (DeadlockDetected, SerializationFailure) as exc:
+                    # PostgreSQL rolled the batch back to break a lock cycle with another consumer's
+                    # transaction (that one goes on): the same batch again, in a new transaction.
+                    if attempt == _CONFLICT_ATTEMPTS:
+                        raise
+                    CONFLICTS.labels(self.consumer_id).inc()
+                    log.info(
+                        "batch rolled back by a lock conflict; retrying it",
+                        extra={"consumer": self.consumer_id, "attempt": attempt, "error": type(exc).__name__},
+                    )
+                    await asyncio.sleep(0.02 * attempt)
         try:  # Kafka's own copy, for lag monitoring only: the truth is in PostgreSQL.
             await self._consumer.commit(next_offsets)
         except Exception:

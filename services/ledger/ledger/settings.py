@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from contracts.events.ledger import TOPIC
@@ -17,8 +18,9 @@ class LedgerSettings(ServiceSettings):
 
     service_name: str = "ledger"
     # Bigger batches than the runtime's default (500): the ledger's consumers write a batch with a few
-    # statements, so per-batch costs dominate; at 2,000 a batch is still ~1 MB of messages.
-    consumer_batch_size: int = 2000
+    # statements, so per-batch costs dominate. 1,000 with two consumers per input (`ingress_consumers`):
+    # two batches in flight, and the worker's peak memory stays well under 200 MB (2 × 2,000: ~195 MB).
+    consumer_batch_size: int = 1000
     # Where the ledger's canonical events are published (the contract's topic; benchmarks use their own).
     events_topic: str = TOPIC
     # Aggregates kept in memory by the worker's inputs (an LRU weighed by events, ~0.5 KB each): it
@@ -28,6 +30,10 @@ class LedgerSettings(ServiceSettings):
     # appends the events (an inline projection). False: by a `ledger-read-models` consumer of
     # `events_topic` instead (the previous design; slower, and the read models lag the store).
     inline_read_models: bool = True
+    # Consumers of each input (back-office ingress, upstream ingress) in this worker process, members of
+    # one consumer group (the partitions are shared out): while one decides a batch (Python), another's
+    # writes run in PostgreSQL. Appends stay serialized by the events table's append lock.
+    ingress_consumers: int = Field(default=2, ge=1, le=8)
     # Which consumers this worker process runs (comma-separated names; empty: all of them; `none`: no
     # consumer, e.g. a process that only relays). The relay runs where `worker_relay` is true.
     worker_handlers: str = ""

@@ -38,13 +38,14 @@ def build_handlers(settings: LedgerSettings) -> list[Projection | IngressHandler
     )
     cache = AggregateCache(settings.aggregate_cache_events)  # shared by both inputs
     dead_letters = DeadLetterSender(settings.kafka_bootstrap_servers, f"{settings.service_name}.parked")
+    inputs = settings.ingress_consumers  # runners of one handler share its group's partitions
     every: list[Projection | IngressHandler] = [
-        BackofficeIngress(config, dead_letters, cache=cache),
-        UpstreamIngress(config, dead_letters, cache=cache),
+        *[BackofficeIngress(config, dead_letters, cache=cache)] * inputs,
+        *[UpstreamIngress(config, dead_letters, cache=cache)] * inputs,
         AccountLinksProjection(),
     ]
     if not settings.inline_read_models:  # the read models from the ledger's topic instead
-        every.insert(2, LedgerReadModels(topics=(settings.events_topic,)))
+        every.insert(-1, LedgerReadModels(topics=(settings.events_topic,)))
     wanted = {name.strip() for name in settings.worker_handlers.split(",") if name.strip()}
     if wanted == {"none"}:  # e.g. a process that only relays
         return []

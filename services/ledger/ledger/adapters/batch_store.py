@@ -3,15 +3,17 @@
 `BatchLedgerStore` is `PgLedgerStore` (same rules, same tables) with the batch's reads done up front
 and its appends buffered:
 
-1. `preload(commands)`: one pipelined round trip locks the heads of every stream the batch touches
-   (`FOR UPDATE`, in stream order, so that two batches lock in the same order), reads their events since
-   the cached aggregates' versions, which accounts are open, where the payment ids are recorded and the
+1. `preload(commands)`: one pipelined round trip locks the batch's accounts and the heads of every
+   stream the batch touches
+   (`FOR UPDATE`, in stream order, so that two batches lock in the same order), reads their events after
+   the cached aggregates' versions (a cached aggregate is checked against its head's version and last
+   event id), which accounts are open, where the payment ids are recorded and the
    cancellations waiting for them. (A batch with cancellations first looks up which streams their
    payments are on: one more round trip.)
 2. The messages are decided one by one, in order, by their streams' `ServiceLedger`s; each append is
    buffered, and later messages of the batch see what earlier ones did (the aggregates are the same
    objects; the payment index and the open accounts are updated in memory).
-3. `flush()` writes the buffer as three multi-row statements (events in order, stream heads, payment
+3. `flush()` takes the events table's append lock and writes the buffer as three multi-row statements (events in order, stream heads, payment
    index), sent without waiting when the runner pipelines its batch, and then the read models of what
    it appended (`PgLedgerStore.project`: one more round trip, two or three multi-row upserts).
 
@@ -131,9 +133,9 @@ class BatchLedgerStore(PgLedgerStore):
     # --- the batch's reads, at once ---------------------------------------------------------
 
     async def preload(self, commands: Iterable[Command | OpenAccount]) -> None:
-        # The events table's append lock first, before any row lock: positions commit in order for the
-        # relay, and taking it first means two batches can't deadlock on it.
-        await lock_for_append(self._conn)
+        # Row locks only: the events table's append lock is taken when the batch writes (`flush`), so
+        # that another batch's Python work (deciding) overlaps this one's writes (see adapters/streams.py
+        # for the lock order).
         self._reset_state()
         keys: dict[str, StreamKey] = {}
         accounts: set[str] = set()
@@ -149,6 +151,7 @@ class BatchLedgerStore(PgLedgerStore):
             elif isinstance(command, CancelPayment):
                 cancelled.add(command.payment_id)
         conn = self._conn
+        await self.lock_accounts(sorted(accounts))  # before reading their facts
         if cancelled:  # the streams the cancelled payments are on
             cur = await conn.execute(_INDEX_SQL, (sorted(cancelled),))
             for _, account_no, service_code in await cur.fetchall():
@@ -300,6 +303,7 @@ class BatchLedgerStore(PgLedgerStore):
         for row in buffer:
             heads[row["stream_id"]] = row
         payments = [row for row in buffer if row["payment_id"] is not None]
+        await lock_for_append(self._conn)  # held to the commit: positions commit in order for the relay
         async with self._conn.cursor() as cur:
             columns: dict[str, Any] = {
                 name: literal(row[name] for row in buffer) for name in _LITERAL_EVENT_COLUMNS

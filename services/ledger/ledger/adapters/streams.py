@@ -4,9 +4,20 @@ register and the payment index. Everything runs in the consumer's batch transact
 Streams are the runtime's `events` table (the outbox too); this adapter appends to it directly so that
 one fact costs one synchronous round trip to PostgreSQL:
 
-Locks, always in this order: the runtime's append lock on the events table (`lock_for_append`, held to
-the end of the transaction: appends are serialized per database, so positions commit in order for the
-relay), then an account's advisory lock (only around parking, see `lock_account`), then stream heads.
+Locks, always in this order:
+1. accounts (advisory, `lock_accounts`: a batch's preload takes all of its accounts', in account
+   order): the facts of one account are decided one transaction after the other. A payment and its
+   cancellation (same account) can't race (a cancellation never parks to wait for a payment being
+   recorded meanwhile), nor an opening and the facts parked until it;
+2. stream heads (`FOR UPDATE` rows of `ledger_streams`, taken by the load; by a batch's preload for all
+   its streams, in stream order);
+3. the runtime's append lock on the events table (`lock_for_append`), just before the first write of
+   events, held to the end of the transaction: appends are serialized per database, so positions
+   commit in order for the relay.
+Deciding happens under the first two only, so two consumers' batches overlap: one decides while the
+other writes. A path that takes a lock out of this order (a fact of an account the batch did not start
+with) can meet another batch in a deadlock; PostgreSQL aborts one of the two and the runner retries
+that batch in a new transaction. Nothing is applied twice.
 
 - **load** (one round trip, pipelined statements): lock the stream's head row in `ledger_streams`
   (`FOR UPDATE`: concurrent writers of one stream queue instead of failing), read the stream's events,
@@ -39,6 +50,7 @@ from ledger.adapters.codec import from_stored, to_contract
 from ledger.adapters.dead_letters import DeadLetterSender
 from ledger.adapters.messages import envelope_bytes, parse_stored
 from ledger.adapters.projections import project_inline
+from ledger.adapters.sqlarrays import literal
 from ledger.application.commands import (
     Command,
     Loaded,
@@ -65,6 +77,8 @@ _FACTS_SQL = (
     "SELECT EXISTS (SELECT 1 FROM ledger_accounts WHERE account_no = %s), i.account_no, i.service_code"
     " FROM (SELECT 1) AS one LEFT JOIN ledger_payment_index AS i ON i.payment_id = %s"
 )
+# In array order (callers sort): two transactions take their common accounts in the same order.
+_ACCOUNT_LOCKS_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(a, 7201)) FROM unnest(%s::text[]) AS a"
 _PARKED_COLUMNS = "id, source_topic, source_partition, source_offset, message_key, message"
 _WAITING_SQL = (
     f"SELECT {_PARKED_COLUMNS} FROM ledger_parked"  # noqa: S608 (constant)
@@ -163,7 +177,6 @@ class PgLedgerStore:
     # --- streams ------------------------------------------------------------------------------
 
     async def load(self, key: StreamKey, *, payment_id: str | None = None) -> Loaded:
-        await lock_for_append(self._conn)  # before the stream's row lock (see batch_store.preload)
         stream_id = key.stream_id
         cached = self._cache.get(stream_id)
         from_version = cached.ledger.version if cached is not None and cached.ledger.version > 0 else 1
@@ -202,6 +215,7 @@ class PgLedgerStore:
         conn = self._conn
         stream_id = key.stream_id
         async with conn.pipeline():
+            await self.lock_accounts([key.account_no])
             head_cur = await conn.execute(_HEAD_SQL, (stream_id,))
             events_cur = await conn.execute(_EVENTS_SQL, (stream_id, from_version))
             facts_cur = await conn.execute(_FACTS_SQL, (key.account_no, payment_id))
@@ -214,6 +228,7 @@ class PgLedgerStore:
 
     async def append(self, loaded: Loaded, event: LedgerEvent, source: Source) -> None:
         row = self.event_row(loaded, event, source)
+        await lock_for_append(self._conn)  # after the stream's row lock (see the lock order above)
         await self._conn.execute(_APPEND_SQL, row)
         await self.project([row])
         self._cache.put(loaded.key.stream_id, Cached(loaded.ledger, source.event_id))
@@ -254,6 +269,7 @@ class PgLedgerStore:
         }
 
     async def locate_payment(self, account_no: str, payment_id: str) -> tuple[StreamKey | None, bool]:
+        await self.lock_accounts([account_no])
         cur = await self._conn.execute(_FACTS_SQL, (account_no, payment_id))
         row = await cur.fetchone()
         assert row is not None
@@ -271,17 +287,19 @@ class PgLedgerStore:
             (command.account_no, command.opened_on, command.opening_balance, source.event_id),
         )
 
-    async def lock_account(self, account_no: str) -> None:
-        """Serialize, per account, opening it and parking a message until it opens.
+    async def lock_accounts(self, account_nos: list[str]) -> None:
+        """Lock accounts until the transaction ends (pass them sorted; taking one again is free).
 
-        Openings (upstream-ingress) and payments or corrections (backoffice-ingress) are applied by two
-        consumers at once. Without this lock, a payment could see the account not open, and be parked
-        after the opening had already taken the parked messages: it would wait forever. Held until the
-        transaction ends. The events table's append lock comes first (the order every writer takes
-        them in, so that none can deadlock on them); it already serializes the ledger's writers, this
-        one also covers a read of the account made before it (a cancellation's `locate_payment`)."""
-        await lock_for_append(self._conn)
-        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7201))", (account_no,))
+        Openings (upstream-ingress) and payments, cancellations or corrections (backoffice-ingress) are
+        applied by several consumers at once. Without this lock, a payment could see the account not
+        open, and be parked after the opening had already taken the parked messages: it would wait
+        forever; or a cancellation could park to wait for a payment that another transaction is
+        recording. Taken before the account's facts are read (see the lock order in the module doc)."""
+        if account_nos:
+            await self._conn.execute(_ACCOUNT_LOCKS_SQL, (literal(account_nos),))
+
+    async def lock_account(self, account_no: str) -> None:
+        await self.lock_accounts([account_no])
 
     # --- parked messages ----------------------------------------------------------------------
 

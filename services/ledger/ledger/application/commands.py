@@ -223,8 +223,10 @@ class LedgerCommands:
         what was parked for the account, in arrival order."""
         _check_amount(command.opening_balance, "opening_balance")
         store = self._store
-        await store.record_opening(command, source)
+        # The stream first, then the opening's record: the store's lock order (stream heads before
+        # the events table's and the account's locks).
         loaded = await store.load(StreamKey(command.account_no, ELECTRICITY))
+        await store.record_opening(command, source)
         try:
             events = loaded.ledger.set_opening_balance(
                 Period.of_date(command.opened_on), command.opening_balance
