@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
+import psycopg
 import pytest
 
 from contracts.money import Money
@@ -237,3 +238,49 @@ async def test_a_handler_idempotent_by_content_gets_every_message_and_no_inbox(
             "SELECT count(*) FROM consumer_inbox WHERE consumer = %s", (runner.consumer_id,)
         )
         assert await cur.fetchone() == (0,)
+
+
+class OnceDeadlocked(KeyedReceipts):
+    """Its first batch's transaction is chosen as a deadlock victim (as PostgreSQL would do it)."""
+
+    name: ClassVar[str] = "once-deadlocked"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(topic)
+        self.deadlocks = 0
+
+    async def _record(self, conn: Connection, messages: Sequence[IngressMessage], how: str) -> None:
+        await super()._record(conn, messages, how)  # written, then rolled back with the transaction
+        if self.deadlocks == 0:
+            self.deadlocks += 1
+            raise psycopg.errors.DeadlockDetected("deadlock detected (test)")
+
+
+async def test_a_batch_rolled_back_for_a_deadlock_is_retried_at_once(
+    mini: MiniService, make_topics: Any
+) -> None:
+    """A deadlock victim's batch is applied again in a new transaction by the same consumer (no restart
+    of its Kafka clients, no rebalance): everything once, the offsets recorded."""
+    topic = f"test.ingress.{uuid.uuid4().hex[:10]}"
+    await make_topics(topic, f"{topic}.dlq", partitions=1)
+    mini.registry.register("AmountReported", version=1, topic=topic)(AmountReported)
+    async with mini.pool.connection() as conn:
+        await conn.execute(RECEIPTS_SQL)
+        await conn.execute("TRUNCATE receipts")
+    await produce(mini.bootstrap, topic, [(f"d{i}".encode(), message(f"d{i}", f"{i}.10")) for i in range(5)])
+    handler = OnceDeadlocked(topic)
+    runner = ConsumerRunner(
+        handler, mini.pool, mini.bootstrap, service=f"mini-{topic}", event_registry=mini.registry
+    )
+    started = runner._start_clients
+    starts = 0
+
+    async def counting_start() -> None:
+        nonlocal starts
+        starts += runner._consumer is None
+        await started()
+
+    runner._start_clients = counting_start  # type: ignore[method-assign]
+    got = await consume(runner, mini, 5)
+    assert len(got) == 5 and handler.deadlocks == 1
+    assert starts == 1, "the consumer was restarted instead of retrying the batch"
