@@ -1,5 +1,5 @@
 """Calculator benchmarks (not a test): `uv run python -m tests.benchmarks.bench_calculator [--quotes N]
-[--accounts N] [--stack-accounts N] [--stream-readings N [--profile]]`.
+[--accounts N] [--stack-accounts N [--pg-statements]] [--stream-readings N [--profile]]`.
 
 1. The rating engine's quotes per second on one core, and its cost relative to a baseline measured in
    the same run: a plain loop that does the same number of `Decimal` multiply-and-round steps as the
@@ -18,7 +18,12 @@
    exists already (the billing-run membership is order-independent), so while the accounts arrive the
    benchmark holds the calculator's billing-membership advisory lock; it lets go when it produces the
    PeriodClosed, so all N are billed by that run. The accounts stay on the shared topics (12-digit
-   numbers under a random `95…` prefix): keep N modest.
+   numbers under a random `95…` prefix): keep N modest. It prints the CPU per account of each worker and
+   of PostgreSQL (all backends, and per database from the backends' titles) until the last
+   AccrualPosted, and the receipts worker's and its database's until the last ReceiptIssued: CPU per
+   account, not the wall rate, is what to compare on this shared machine. `--pg-statements` adds the top
+   statements per database by execution time in the window (pg_stat_statements, when preloaded; execution
+   time includes lock waits).
 4. The rating stream (`--stream-readings N`), in-process on a fresh database: N accounts (and as many
    more without readings), each with `--stream-months` (4) monthly ReadingSubmitted from January 2025
    appended through the event store as the API/grid ingress does, then `RatingStream.handle` called on
@@ -164,6 +169,10 @@ async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) ->
             0,
             0,
         )
+        async with pool.connection() as conn:  # the pool's connections' backends
+            cur = await conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            pids = [int(p) for (p,) in await cur.fetchall()]
+        backend0, cpu0 = _backend_cpu(pids), time.process_time()
         started = time.perf_counter()
         async with pool.connection() as conn, conn.transaction():
             await PeriodClosedIngress().handle(conn, message)
@@ -174,6 +183,7 @@ async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) ->
             if row and row[0] == 0:
                 break
         elapsed = time.perf_counter() - started
+        cpu, backend = time.process_time() - cpu0, _backend_cpu(pids) - backend0
         async with pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT count(*) FILTER (WHERE event_type = 'ChargeCalculated'),"
@@ -184,6 +194,10 @@ async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) ->
             f"billing run: {accounts} accounts ({charges} estimated charges, {billed} PeriodBilled) in {elapsed:.2f}s"
             f" -> {accounts / elapsed:,.0f} accounts/s (batch {batch_size}, {concurrency} at a time, one worker,"
             " in-process)"
+        )
+        print(
+            f"  CPU per account: this process {cpu / accounts * 1000:.3f} ms, the database's backends"
+            f" {backend / accounts * 1000:.3f} ms (load average {os.getloadavg()[0]:.1f})"
         )
         return accounts / elapsed
 
@@ -404,7 +418,9 @@ class _CpuMeter:
         pidfile = REPO / ".local" / "run" / "postgres.pid"
         self._postmaster = int(pidfile.read_text().strip()) if pidfile.exists() else -1
         self._start: dict[str, dict[int, float]] = {}
+        self._databases: dict[int, str] = {}  # PostgreSQL backend pid → its database (from its title)
         self.used: dict[str, float] = {}
+        self.by_database: dict[str, float] = {}
 
     def _sample(self) -> dict[str, dict[int, float]]:
         out: dict[str, dict[int, float]] = {group: {} for group in self.GROUPS}
@@ -421,6 +437,11 @@ class _CpuMeter:
                     if group == "postgres":
                         if self._postmaster not in (pid, ppid):
                             continue
+                        # A backend's title: "postgres: <user> <database> <host> <state>".
+                        title = cmdline.split()
+                        self._databases[pid] = (
+                            title[2] if len(title) > 3 and title[0] == "postgres:" else "(other)"
+                        )
                     elif self._env_marker not in (entry / "environ").read_bytes().split(b"\0"):
                         continue
                     out[group][pid] = (int(fields[11]) + int(fields[12])) / self._ticks
@@ -437,6 +458,53 @@ class _CpuMeter:
             group: sum(t - self._start.get(group, {}).get(pid, 0.0) for pid, t in pids.items())
             for group, pids in end.items()
         }
+        self.by_database = {}
+        for pid, t in end["postgres"].items():
+            database = self._databases.get(pid, "(other)")
+            used = t - self._start.get("postgres", {}).get(pid, 0.0)
+            self.by_database[database] = self.by_database.get(database, 0.0) + used
+
+
+_STATEMENTS_SQL = (
+    "SELECT d.datname, s.queryid, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 150), s.calls,"
+    " s.total_exec_time, s.rows FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+    " WHERE d.datname = ANY(%s)"
+)
+
+
+async def _statements(
+    admin_dsn: str, databases: list[str]
+) -> dict[tuple[str, int], tuple[str, int, float, int]]:
+    """pg_stat_statements of these databases (empty if the extension is not there): (db, queryid) →
+    (query, calls, total ms, rows)."""
+    try:
+        async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
+            cur = await conn.execute(_STATEMENTS_SQL, (databases,))
+            return {
+                (d, int(q)): (text, int(c), float(t), int(r)) for d, q, text, c, t, r in await cur.fetchall()
+            }
+    except psycopg.Error:
+        return {}
+
+
+def _print_statements(
+    before: dict[tuple[str, int], tuple[str, int, float, int]],
+    after: dict[tuple[str, int], tuple[str, int, float, int]],
+    accounts: int,
+    top: int = 8,
+) -> None:
+    """The statements that took the most execution time in between, per database."""
+    rows: dict[str, list[tuple[float, int, int, str]]] = {}
+    for key, (text, calls, total, nrows) in after.items():
+        _, c0, t0, r0 = before.get(key, (text, 0, 0.0, 0))
+        if calls > c0:
+            rows.setdefault(key[0], []).append((total - t0, calls - c0, nrows - r0, text))
+    for database, items in sorted(rows.items()):
+        items.sort(reverse=True)
+        total = sum(i[0] for i in items)
+        print(f"    {database}: statements' execution {total / accounts * 1000:.1f} µs per account, top:")
+        for ms, calls, nrows, text in items[:top]:
+            print(f"      {ms / accounts * 1000:7.1f} µs/acct {calls:6d} calls {nrows:7d} rows  {text}")
 
 
 def _last_ended_month() -> str:
@@ -450,20 +518,20 @@ def _services_running() -> bool:
     return pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
 
 
-def bench_stack(accounts: int, baseline_per_s: float | None) -> None:
+def bench_stack(accounts: int, baseline_per_s: float | None, show_statements: bool = False) -> None:
     env = {**load_stack_env(), **os.environ}
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     started_here = not _services_running()
     subprocess.run([str(REPO / "deploy/local/stack.sh"), "services-start"], check=True, timeout=300)
     try:
-        asyncio.run(_bench_stack(env, bootstrap, accounts, baseline_per_s))
+        asyncio.run(_bench_stack(env, bootstrap, accounts, baseline_per_s, show_statements))
     finally:
         if started_here:
             subprocess.run([str(REPO / "deploy/local/stack.sh"), "services-stop"], check=False, timeout=120)
 
 
 async def _bench_stack(
-    env: dict[str, str], bootstrap: str, accounts: int, baseline_per_s: float | None
+    env: dict[str, str], bootstrap: str, accounts: int, baseline_per_s: float | None, show_statements: bool
 ) -> None:
     period = _last_ended_month()
     first = dt.date(int(period[:4]), int(period[5:]), 1)
@@ -517,6 +585,8 @@ async def _bench_stack(
             )
             closed = backoffice.PeriodClosed(period=period)
             close = message(closed, key=period, id_key=f"bench-close:{prefix}", at=dt.datetime.now(dt.UTC))
+            databases = ["calculator", "ledger", "receipts"]
+            statements0 = await _statements(env["PG_ADMIN_URL"], databases) if show_statements else {}
             wall0 = dt.datetime.now(dt.UTC)
             started = time.perf_counter()
             cpu.start()
@@ -529,6 +599,8 @@ async def _bench_stack(
         )
         ledger_s = watch.last("AccrualPosted", period) - started
         cpu.stop()
+        used_at_ledger, by_database_at_ledger = dict(cpu.used), dict(cpu.by_database)
+        statements1 = await _statements(env["PG_ADMIN_URL"], databases) if show_statements else {}
         load_after = os.getloadavg()[0]
         cur = await calc.execute(
             "SELECT max(occurred_at) FROM events WHERE event_type = 'ChargeCalculated'"
@@ -543,6 +615,7 @@ async def _bench_stack(
                 lambda: watch.count("ReceiptIssued", period) == accounts, 600, "the receipts' ReceiptIssued"
             )
             receipts_s = watch.last("ReceiptIssued", period) - started
+            cpu.stop()  # again: until the last bill (the renderer's PDFs go on afterwards)
         except TimeoutError:
             pass
     print(
@@ -557,11 +630,24 @@ async def _bench_stack(
     print(
         f"  CPU used until the last AccrualPosted (ms per account; load average {load_before:.1f} ->"
         f" {load_after:.1f} on {os.cpu_count()} cores): "
-        + ", ".join(f"{group} {used / accounts * 1000:.2f}" for group, used in cpu.used.items())
+        + ", ".join(f"{group} {used / accounts * 1000:.2f}" for group, used in used_at_ledger.items())
     )
+    print(
+        "    PostgreSQL by database (ms per account; backends that exited in between are not counted): "
+        + ", ".join(
+            f"{database} {used / accounts * 1000:.2f}"
+            for database, used in sorted(by_database_at_ledger.items(), key=lambda kv: -kv[1])
+            if used > 0
+        )
+    )
+    if statements1:
+        print("  PostgreSQL statements until the last AccrualPosted (pg_stat_statements, execution time):")
+        _print_statements(statements0, statements1, accounts)
     if receipts_s is not None:
         print(
-            f"  receipts (-> last ReceiptIssued): {receipts_s:.2f}s -> {accounts / receipts_s:,.0f} accounts/s"
+            f"  receipts (-> last ReceiptIssued): {receipts_s:.2f}s -> {accounts / receipts_s:,.0f} accounts/s;"
+            f" CPU until then (ms per account): receipts-worker {cpu.used['receipts-worker'] / accounts * 1000:.2f},"
+            f" its database's backends {cpu.by_database.get('receipts', 0.0) / accounts * 1000:.2f}"
         )
     else:
         print("  receipts: not every bill issued within 600s")
@@ -592,6 +678,11 @@ def main() -> None:
         "--stream-months", type=int, default=4, help="readings per account (monthly from January 2025)"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the rating stream")
+    parser.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="whole-stack run: the top statements per database (pg_stat_statements, if preloaded)",
+    )
     args = parser.parse_args()
     engine_per_s = bench_engine(args.quotes)
     if args.stream_readings > 0:
@@ -600,7 +691,7 @@ def main() -> None:
     if not args.skip_billing:
         baseline = asyncio.run(bench_billing(args.accounts, args.batch, args.concurrency))
     if args.stack_accounts > 0:
-        bench_stack(args.stack_accounts, baseline)
+        bench_stack(args.stack_accounts, baseline, args.pg_statements)
 
 
 if __name__ == "__main__":

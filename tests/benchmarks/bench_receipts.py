@@ -2,6 +2,7 @@
 
     uv run python -m tests.benchmarks.bench_receipts [--renders N] [--bills N] [--workers 1,2] [--requests N]
                                                      [--cpu K] [--skip-download] [--skip-rendering]
+    uv run python -m tests.benchmarks.bench_receipts --billing-run N [--batch 500] [--profile]
 
 1. Two-page PDF bills rendered per CPU-second on one core (the process is pinned to one CPU), each bill
    different (account number, amounts, so nothing is cached between renders), with a ratio to a baseline
@@ -37,6 +38,12 @@
    processes' CPU includes their drivers and browsers), Chromium one bill at a time and in batches of the
    default `RECEIPTS_PDF_BATCH`.
 
+4. (`--billing-run N`, alone) Receipts' share of a monthly billing run, in-process on a fresh database: N
+   new accounts' events through the projections' `apply_batch` as the consumers apply them (the
+   calculator's ChargeCalculated and PeriodBilled, then the ledger's AccrualPosted, whose batches issue the
+   bills), the CPU per account of this process and of the database's backends, and cProfile's top
+   entries with `--profile`.
+
 The machine is shared and noisy: CPU-seconds rates and ratios mean more than absolute wall times.
 Needs the local stack's PostgreSQL (throwaway databases are created and dropped).
 """
@@ -49,6 +56,7 @@ import base64
 import contextlib
 import cProfile
 import dataclasses
+import datetime as dt
 import functools
 import io
 import json
@@ -86,9 +94,14 @@ from psycopg_pool import AsyncConnectionPool
 from weasyprint import CSS, HTML  # type: ignore[import-untyped]
 from weasyprint.text.fonts import FontConfiguration  # type: ignore[import-untyped]
 
+from contracts.events import accounts as acc
+from contracts.events import calculator as calc
+from contracts.events import ledger as led
+from contracts.registry import registry
 from receipts.adapters import pdf_batch, rendering
 from receipts.adapters.pdf_renderer import PdfRenderer
 from receipts.adapters.pdfs import pdf_for
+from receipts.adapters.projections import AccountsProjection, CalculatorProjection, LedgerProjection
 from receipts.adapters.rendering import render_pdf, weasyprint_pdf
 from receipts.api import create_app
 from receipts.domain import formatting
@@ -96,8 +109,11 @@ from receipts.domain.bill import build_snapshot, content_hash
 from receipts.domain.examples import example_facts
 from receipts.settings import MIGRATIONS_DIR, ReceiptsSettings
 from service_runtime.auth import TokenVerifier
+from service_runtime.consumers import CanonicalEvent
 from service_runtime.db import Connection, open_pool
+from service_runtime.eventstore import EventStore
 from service_runtime.migrations import migrate_to_head
+from tests.support.messages import canonical_envelope
 from tests.support.stack import load_stack_env
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1281,6 +1297,9 @@ def _pct(samples: list[float], p: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.billing_run:  # section 4 alone, unpinned
+        await bench_billing_run(args.billing_run, args.batch, args.profile)
+        return
     all_cpus = os.sched_getaffinity(0)
     core = pin_to_one_cpu(args.cpu)
     print(f"pinned to CPU {core}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
@@ -1361,6 +1380,127 @@ async def bench_rest(args: argparse.Namespace, core: int, all_cpus: set[int]) ->
           f"{'met' if d['pdf_p95'] < 150 else 'NOT met'})")  # fmt: skip
 
 
+# --- 4. a billing run's events through the projections -----------------------------------------------------
+
+
+def _billing_run_events(n: int, period: str) -> dict[str, list[CanonicalEvent]]:
+    """A billing run as receipts sees it, for n new accounts: their AccountOpened and MeterInstalled and
+    OpeningBalanceSet (before), then each one's estimated ChargeCalculated and PeriodBilled, and the
+    ledger's AccrualPosted."""
+    first = dt.date(int(period[:4]), int(period[5:]), 1)
+    prefix = f"97{uuid.uuid4().int % 10**4:04d}"
+    out: dict[str, list[CanonicalEvent]] = {"accounts": [], "openings": [], "calculator": [], "ledger": []}
+
+    def event(stream: str, version: int, payload: Any, offset: int) -> CanonicalEvent:
+        topic = registry.spec_of(payload).topic
+        envelope = canonical_envelope(stream, version, payload, topic.split(".")[0])
+        return CanonicalEvent(envelope, payload, topic, 0, offset)
+
+    for i in range(n):
+        no = f"{prefix}{i:06d}"
+        out["accounts"] += [
+            event(acc.account_stream(no), 1, acc.AccountOpened(
+                account_no=no, payer_name="Бенчмарков Б.Б.", address="г. Алматы, ул. Абая, д. 1",
+                residents=1 + i % 4, electric_stove=i % 3 == 0, living_alone=False, tariff_option="flat",
+                district_office_code="01", opened_on=first), i),
+            event(acc.account_stream(no), 2, acc.MeterInstalled(
+                account_no=no, serial=f"B{no}", digits=6, installed_on=first, initial_reading=Decimal(0)), i),
+        ]  # fmt: skip
+        ledger = led.ledger_stream(no, "electricity")
+        out["openings"].append(event(ledger, 1, led.OpeningBalanceSet(
+            account_no=no, service_code="electricity", period=period, amount=Decimal("0.00")), i))  # fmt: skip
+        kwh, amount = Decimal(150), Decimal("3066.00")
+        charge = calc.ChargeCalculated(
+            charge_id=f"est-{no}-{period}", account_no=no, period=period, previous=None, current=None, days=30,
+            consumption_kwh=kwh, tariff_option_applied="flat", estimated=True,
+            lines=[calc.ChargeLine(from_date=first, to_date=first + dt.timedelta(days=30), tier="flat",
+                                   limit_kwh=None, kwh=kwh, rate=Decimal("20.44"), amount=amount)],
+            net_total=amount, vat=Decimal("367.92"), total=amount + Decimal("367.92"),
+        )  # fmt: skip
+        stream = f"billing-period:{no}:{period}"
+        out["calculator"] += [
+            event(stream, 1, charge, 2 * i),
+            event(stream, 2, calc.PeriodBilled(account_no=no, period=period, charge_ids=[charge.charge_id]), 2 * i + 1),
+        ]  # fmt: skip
+        out["ledger"].append(event(ledger, 2, led.AccrualPosted(
+            account_no=no, service_code="electricity", charge_id=charge.charge_id, period=period,
+            amount=charge.total, consumption_kwh=kwh, tariff="flat", estimated=True), i))  # fmt: skip
+    return out
+
+
+async def bench_billing_run(n: int, batch: int, profile: bool) -> None:
+    """Receipts' share of a billing run, in-process on a fresh database (no Kafka, no runner: each
+    projection's `apply_batch` in batches of `batch`, in pipeline mode, as the consumer runs it): the CPU
+    per account of this process and of the database's backends, for the calculator's events (charges,
+    billed periods) and then the ledger's (accruals, which complete the bills: issuing included)."""
+    async with throwaway_database("bench_rcpt_run") as dsn:
+        pool = await open_pool(dsn, max_size=2, name="bench-billing-run")
+        try:
+            store = EventStore(producer="receipts")
+            projections = {
+                "accounts": AccountsProjection(store),
+                "openings": LedgerProjection(store),
+                "calculator": CalculatorProjection(store),
+                "ledger": LedgerProjection(store),
+            }
+            events = _billing_run_events(n, "2025-09")
+
+            async def run(name: str) -> None:
+                todo = events[name]
+                for at in range(0, len(todo), batch):
+                    async with pool.connection() as conn, conn.pipeline(), conn.transaction():
+                        await projections[name].apply_batch(conn, todo[at : at + batch])
+
+            await run("accounts")
+            await run("openings")
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                )
+                pids = [int(pid) for (pid,) in await cur.fetchall()]
+            profiler = cProfile.Profile() if profile else None
+            print(
+                f"4. A billing run through receipts' projections ({n} accounts, batches of {batch}, in-process)"
+            )
+            for name, what in (
+                ("calculator", "ChargeCalculated + PeriodBilled"),
+                ("ledger", "AccrualPosted + issuing"),
+            ):
+                backends0, cpu0, wall0 = psutil_cpu(pids), time.process_time(), time.perf_counter()
+                if profiler is not None:
+                    profiler.enable()
+                await run(name)
+                if profiler is not None:
+                    profiler.disable()
+                cpu, wall, backends = (
+                    time.process_time() - cpu0,
+                    time.perf_counter() - wall0,
+                    psutil_cpu(pids) - backends0,
+                )
+                print(f"  {what:34s} Python {cpu / n * 1000:.3f} ms, PostgreSQL {backends / n * 1000:.3f} ms of CPU"
+                      f" per account; {n / wall:,.0f} accounts/s wall")  # fmt: skip
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT count(*) FROM receipts")
+                issued = await cur.fetchone()
+            print(
+                f"  bills issued: {issued[0] if issued else 0} of {n}; load average {os.getloadavg()[0]:.1f}"
+            )
+            if profiler is not None:
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        finally:
+            await pool.close()
+
+
+def psutil_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) the processes with these pids have used so far."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1372,4 +1512,9 @@ if __name__ == "__main__":
     parser.add_argument("--cpu", type=int, default=None, help="the CPU to pin to (default: the last one)")
     parser.add_argument("--skip-download", action="store_true")
     parser.add_argument("--skip-rendering", action="store_true", help="sections 2 and 3 only")
+    parser.add_argument(
+        "--billing-run", type=int, default=0, help="section 4 only: a billing run of N accounts (0: skip)"
+    )
+    parser.add_argument("--batch", type=int, default=500, help="section 4: events per batch")
+    parser.add_argument("--profile", action="store_true", help="section 4: cProfile's top entries")
     asyncio.run(main(parser.parse_args()))

@@ -78,6 +78,11 @@ class EventStore:
         self._producer = producer
         self._registry = event_registry
 
+    @property
+    def producer(self) -> str:
+        """The service whose events this store appends (the rows' `producer`)."""
+        return self._producer
+
     async def append(
         self,
         conn: Connection,

@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import orjson
 from psycopg.types.json import Jsonb
 
 from calculator.domain.billing import Meter, current_meter
@@ -178,16 +179,26 @@ async def load_account(conn: Connection, account_no: str, *, lock: bool = False)
     return AccountRecord(account_no, row[0], row[1], meters)
 
 
-async def attribute_rows(conn: Connection, account_nos: list[str]) -> dict[str, list[AttributeRow]]:
-    cur = await conn.execute(
-        "SELECT account_no, attribute, effective_from, stream_version, value FROM account_attributes"
-        " WHERE account_no = ANY(%s)",
-        (account_nos,),
-    )
+_ATTRIBUTES_SQL = (
+    "SELECT account_no, attribute, effective_from, stream_version, value::text FROM account_attributes"
+    " WHERE account_no = ANY(%b::text[])"
+)
+
+
+def _attribute_map(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[AttributeRow]]:
+    """Attribute rows by account; the JSON values (sent as text) parsed with orjson: the same values as
+    psycopg's jsonb loader gives, several times faster."""
     out: dict[str, list[AttributeRow]] = {}
-    for no, attribute, effective_from, version, value in await cur.fetchall():
-        out.setdefault(str(no), []).append(AttributeRow(str(attribute), effective_from, int(version), value))
+    for no, attribute, effective_from, version, value in rows:
+        out.setdefault(str(no), []).append(
+            AttributeRow(str(attribute), effective_from, int(version), orjson.loads(value))
+        )
     return out
+
+
+async def attribute_rows(conn: Connection, account_nos: list[str]) -> dict[str, list[AttributeRow]]:
+    cur = await conn.execute(_ATTRIBUTES_SQL, (account_nos,))
+    return _attribute_map(await cur.fetchall())
 
 
 async def household_on(conn: Connection, account_no: str, day: dt.date) -> Household | None:
@@ -247,30 +258,33 @@ async def load_facts_and(
 
 
 async def load_many_facts(conn: Connection, account_nos: list[str]) -> dict[str, AccountFacts]:
-    """`load_facts` for a batch of accounts (set-based; no locks: the caller holds them)."""
-    cur = await conn.execute(
-        "SELECT account_no, opened_on FROM accounts WHERE account_no = ANY(%s)", (account_nos,)
-    )
-    opened = {str(a): d for a, d in await cur.fetchall()}
-    cur = await conn.execute(
-        "SELECT account_no, serial, digits, installed_on, initial_reading, removed_on, final_reading FROM meters"
-        " WHERE account_no = ANY(%s) ORDER BY account_no, installed_on, serial",
-        (account_nos,),
-    )
+    """`load_facts` for a batch of accounts (set-based; no locks: the caller holds them): four statements
+    pipelined (one round trip), the account numbers sent as one binary array parameter."""
+    async with conn.pipeline():
+        opened_cur = await conn.execute(
+            "SELECT account_no, opened_on FROM accounts WHERE account_no = ANY(%b::text[])", (account_nos,)
+        )
+        meters_cur = await conn.execute(
+            "SELECT account_no, serial, digits, installed_on, initial_reading, removed_on, final_reading"
+            " FROM meters WHERE account_no = ANY(%b::text[]) ORDER BY account_no, installed_on, serial",
+            (account_nos,),
+        )
+        readings_cur = await conn.execute(
+            "SELECT account_no, reading_id, reading_date, value, consumption_kwh FROM readings"
+            " WHERE account_no = ANY(%b::text[]) ORDER BY account_no, stream_version",
+            (account_nos,),
+        )
+        attributes_cur = await conn.execute(_ATTRIBUTES_SQL, (account_nos,))
+    opened = {str(a): d for a, d in await opened_cur.fetchall()}
     meters: dict[str, list[Meter]] = {}
-    for row in await cur.fetchall():
+    for row in await meters_cur.fetchall():
         meters.setdefault(str(row[0]), []).append(Meter(*row[1:]))
-    cur = await conn.execute(
-        "SELECT account_no, reading_id, reading_date, value, consumption_kwh FROM readings"
-        " WHERE account_no = ANY(%s) ORDER BY account_no, stream_version",
-        (account_nos,),
-    )
     readings: dict[str, list[ChainReading]] = {}
-    for no, rid, day, value, kwh in await cur.fetchall():
+    for no, rid, day, value, kwh in await readings_cur.fetchall():
         readings.setdefault(str(no), []).append(
             ChainReading(str(rid), day, Decimal(value), None if kwh is None else Decimal(kwh))
         )
-    rows = await attribute_rows(conn, account_nos)
+    rows = _attribute_map(await attributes_cur.fetchall())
     return {
         no: AccountFacts(
             no,

@@ -159,7 +159,7 @@ class OwnEvents:
                 streams.append(stream)
                 stream_versions.append(version)
                 topics.append(spec.topic)
-                payloads.append(orjson.dumps(payload.model_dump(mode="json")).decode())
+                payloads.append(payload.model_dump_json())  # stored as jsonb: the same value
                 appended.append((new_id, payload))
         await conn.execute(
             "INSERT INTO events (event_id, event_type, schema_version, stream_id, stream_version, topic,"

@@ -42,26 +42,25 @@ class _IssuingProjection(Projection):
         self._store = store
 
     async def apply(self, conn: Connection, event: CanonicalEvent) -> None:
-        touched = await self._apply_one(conn, event)
-        if touched:
-            await issue_ready_bills(conn, self._store, {touched})
+        await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None:
+        touched = await self._apply_many(conn, events)
+        if touched:
+            await issue_ready_bills(conn, self._store, touched)
+
+    async def _apply_many(self, conn: Connection, events: Sequence[CanonicalEvent]) -> set[str]:
+        """Apply the events in order; return the accounts whose bills they may complete."""
         touched: set[str] = set()
         for event in events:
             account_no = await self._apply_one(conn, event)
             if account_no:
                 touched.add(account_no)
-        await self._after_batch(conn, events)
-        if touched:
-            await issue_ready_bills(conn, self._store, touched)
+        return touched
 
     async def _apply_one(self, conn: Connection, event: CanonicalEvent) -> str | None:
         """Apply the event; return the account whose bills it may complete (None if none)."""
         raise NotImplementedError
-
-    async def _after_batch(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None:
-        return None
 
 
 # --- accounts ---------------------------------------------------------------------------------------
@@ -171,14 +170,41 @@ class LinksProjection(Projection):
 
 
 # --- ledger -----------------------------------------------------------------------------------------
-_UPSERT_ENTRY = (
+# A batch's entries in one multi-row upsert (array parameters; the last event of a key wins, as applied
+# one by one), the touched streams' months re-rolled with one read and one upsert.
+_UPSERT_ENTRIES = (
     "INSERT INTO ledger_entries (account_no, service_code, kind, item_id, period, amount, entry_date, bank,"
-    " reason, tariff, estimated, stream_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (account_no, service_code, kind, item_id) DO UPDATE SET period = excluded.period,"
+    " reason, tariff, estimated, stream_version) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[],"
+    " %b::text[], %b::text[], %b::numeric[], %b::date[], %b::text[], %b::text[], %b::text[], %b::bool[],"
+    " %b::int[]) ON CONFLICT (account_no, service_code, kind, item_id) DO UPDATE SET period = excluded.period,"
     " amount = excluded.amount, entry_date = excluded.entry_date, bank = excluded.bank,"
     " reason = excluded.reason, tariff = excluded.tariff, estimated = excluded.estimated,"
     " stream_version = excluded.stream_version"
 )
+_EntryKey = tuple[str, str, str, str]  # account_no, service_code, kind, item_id
+
+
+def _entry_row(p: Any, v: int) -> tuple[Any, ...] | None:
+    """The `ledger_entries` row of an event (None for a PaymentReversed or an unknown event)."""
+    match p:
+        case led.OpeningBalanceSet():
+            return (p.account_no, p.service_code, "opening", "opening", p.period, p.amount,
+                    None, None, None, None, False, v)  # fmt: skip
+        case led.AccrualPosted():
+            return (p.account_no, p.service_code, "accrual", p.charge_id, p.period, p.amount,
+                    None, None, None, p.tariff, p.estimated, v)  # fmt: skip
+        case led.CorrectionPosted():
+            return (p.account_no, p.service_code, "correction", p.correction_id, p.period, p.amount,
+                    None, None, p.reason, None, False, v)  # fmt: skip
+        case led.PaymentReceived():
+            return (p.account_no, p.service_code, "payment", p.payment_id, p.period, p.amount,
+                    p.paid_on, p.bank, None, None, False, v)  # fmt: skip
+    return None
+
+
+async def _upsert_entries(conn: Connection, rows: dict[_EntryKey, tuple[Any, ...]]) -> None:
+    if rows:
+        await conn.execute(_UPSERT_ENTRIES, [list(column) for column in zip(*rows.values(), strict=True)])
 
 
 class LedgerProjection(_IssuingProjection):
@@ -188,90 +214,31 @@ class LedgerProjection(_IssuingProjection):
         {"OpeningBalanceSet", "AccrualPosted", "CorrectionPosted", "PaymentReceived", "PaymentReversed"}
     )
 
-    async def _apply_one(self, conn: Connection, event: CanonicalEvent) -> str | None:
-        p = event.payload
-        v = event.envelope.stream_version
-        row: tuple[Any, ...]
-        match p:
-            case led.OpeningBalanceSet():
-                row = (
-                    p.account_no,
-                    p.service_code,
-                    "opening",
-                    "opening",
-                    p.period,
-                    p.amount,
-                    None,
-                    None,
-                    None,
-                    None,
-                    False,
-                    v,
-                )
-            case led.AccrualPosted():
-                row = (
-                    p.account_no,
-                    p.service_code,
-                    "accrual",
-                    p.charge_id,
-                    p.period,
-                    p.amount,
-                    None,
-                    None,
-                    None,
-                    p.tariff,
-                    p.estimated,
-                    v,
-                )
-            case led.CorrectionPosted():
-                row = (
-                    p.account_no,
-                    p.service_code,
-                    "correction",
-                    p.correction_id,
-                    p.period,
-                    p.amount,
-                    None,
-                    None,
-                    p.reason,
-                    None,
-                    False,
-                    v,
-                )
-            case led.PaymentReceived():
-                row = (
-                    p.account_no,
-                    p.service_code,
-                    "payment",
-                    p.payment_id,
-                    p.period,
-                    p.amount,
-                    p.paid_on,
-                    p.bank,
-                    None,
-                    None,
-                    False,
-                    v,
-                )
-            case led.PaymentReversed():
+    async def _apply_many(self, conn: Connection, events: Sequence[CanonicalEvent]) -> set[str]:
+        pending: dict[_EntryKey, tuple[Any, ...]] = {}
+        streams: set[tuple[str, str]] = set()
+        touched: set[str] = set()
+        for event in events:
+            p = event.payload
+            if isinstance(p, led.PaymentReversed):
+                await _upsert_entries(conn, pending)  # the payment first, if it is in this batch
+                pending = {}
                 await conn.execute(
                     "UPDATE ledger_entries SET reversed = true, reason = %s WHERE account_no = %s"
                     " AND service_code = %s AND kind = 'payment' AND item_id = %s",
                     (p.reason, p.account_no, p.service_code, p.payment_id),
                 )
-                return None
-            case _:
-                return None
-        await conn.execute(_UPSERT_ENTRY, row)
-        return str(p.account_no) if isinstance(p, led.AccrualPosted) else None
-
-    async def _after_batch(self, conn: Connection, events: Sequence[CanonicalEvent]) -> None:
-        streams = sorted({(e.payload.account_no, e.payload.service_code) for e in events})
-        for account_no, service_code in streams:
-            await reroll_service_periods(conn, account_no, service_code)
-
-    async def apply(self, conn: Connection, event: CanonicalEvent) -> None:
-        await self.apply_batch(conn, [event])
+            else:
+                row = _entry_row(p, event.envelope.stream_version)
+                if row is None:
+                    continue
+                pending[(row[0], row[1], row[2], row[3])] = row
+                if isinstance(p, led.AccrualPosted):
+                    touched.add(str(p.account_no))
+            streams.add((str(p.account_no), str(p.service_code)))
+        await _upsert_entries(conn, pending)
+        await reroll_many(conn, streams)
+        return touched
 
     async def reset(self, conn: Connection) -> None:
         await conn.execute("TRUNCATE ledger_entries, service_periods")
@@ -279,33 +246,60 @@ class LedgerProjection(_IssuingProjection):
 
 async def reroll_service_periods(conn: Connection, account_no: str, service_code: str) -> None:
     """Recompute every month of one account's service from its entries (so a late event re-rolls them)."""
-    cur = await conn.execute(
-        "SELECT kind, period, amount, reversed FROM ledger_entries WHERE account_no = %s AND service_code = %s",
-        (account_no, service_code),
-    )
-    rows = period_table(Entry(k, p, a, r) for k, p, a, r in await cur.fetchall())
-    await conn.execute(
-        "DELETE FROM service_periods WHERE account_no = %s AND service_code = %s", (account_no, service_code)
-    )
-    if rows:
-        async with conn.cursor() as c:
-            await c.executemany(
-                "INSERT INTO service_periods (account_no, service_code, period, opening_balance, accrued,"
-                " corrections, paid, closing_balance) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        account_no,
-                        service_code,
-                        r.period,
-                        r.opening_balance,
-                        r.accrued,
-                        r.corrections,
-                        r.paid,
-                        r.closing_balance,
-                    )
-                    for r in rows
-                ],
-            )
+    await reroll_many(conn, {(account_no, service_code)})
+
+
+async def reroll_many(conn: Connection, streams: set[tuple[str, str]]) -> None:
+    """Recompute every month of these (account, service) streams from their entries: one pipelined read of
+    their entries and stored months, then only what changed is written (one upsert, and a delete of months
+    no longer named, which entries never do but a rebuild could)."""
+    if not streams:
+        return
+    keys = sorted(streams)
+    accounts, services = [k[0] for k in keys], [k[1] for k in keys]
+    async with conn.pipeline():
+        entry_cur = await conn.execute(
+            "SELECT e.account_no, e.service_code, e.kind, e.period, e.amount, e.reversed"
+            " FROM unnest(%b::text[], %b::text[]) AS k(a, s)"
+            " JOIN ledger_entries e ON e.account_no = k.a AND e.service_code = k.s",
+            (accounts, services),
+        )
+        stored_cur = await conn.execute(
+            "SELECT p.account_no, p.service_code, p.period, p.opening_balance, p.accrued, p.corrections,"
+            " p.paid, p.closing_balance FROM unnest(%b::text[], %b::text[]) AS k(a, s)"
+            " JOIN service_periods p ON p.account_no = k.a AND p.service_code = k.s",
+            (accounts, services),
+        )
+    entries: dict[tuple[str, str], list[Entry]] = {}
+    for a, s, kind, period, amount, reversed_ in await entry_cur.fetchall():
+        entries.setdefault((a, s), []).append(Entry(kind, period, amount, reversed_))
+    stored: dict[tuple[str, str, str], tuple[Any, ...]] = {
+        (a, s, p): tuple(rest) for a, s, p, *rest in await stored_cur.fetchall()
+    }
+    upserts: list[tuple[Any, ...]] = []
+    for a, s in keys:
+        for r in period_table(entries.get((a, s), ())):
+            values = (r.opening_balance, r.accrued, r.corrections, r.paid, r.closing_balance)
+            if stored.pop((a, s, r.period), None) != values:
+                upserts.append((a, s, r.period, *values))
+    if stored:  # months no longer named
+        gone = list(stored)
+        await conn.execute(
+            "DELETE FROM service_periods p USING unnest(%b::text[], %b::text[], %b::text[]) AS k(a, s, m)"
+            " WHERE p.account_no = k.a AND p.service_code = k.s AND p.period = k.m",
+            ([g[0] for g in gone], [g[1] for g in gone], [g[2] for g in gone]),
+        )
+    if upserts:
+        await conn.execute(
+            "INSERT INTO service_periods (account_no, service_code, period, opening_balance, accrued,"
+            " corrections, paid, closing_balance) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[],"
+            " %b::numeric[], %b::numeric[], %b::numeric[], %b::numeric[], %b::numeric[])"
+            " ON CONFLICT (account_no, service_code, period) DO UPDATE SET"
+            " opening_balance = excluded.opening_balance, accrued = excluded.accrued,"
+            " corrections = excluded.corrections, paid = excluded.paid,"
+            " closing_balance = excluded.closing_balance",
+            [list(column) for column in zip(*upserts, strict=True)],
+        )
 
 
 # --- calculator -------------------------------------------------------------------------------------
@@ -316,7 +310,68 @@ class CalculatorProjection(_IssuingProjection):
         {"TariffPublished", "VatRateChanged", "ReadingSubmitted", "ChargeCalculated", "PeriodBilled"}
     )
 
+    async def _apply_many(self, conn: Connection, events: Sequence[CanonicalEvent]) -> set[str]:
+        """Readings, charges and billed periods in one multi-row statement each (each table's rows keep
+        the result of applying the events in order: the first reading of a key, the last charge and
+        PeriodBilled); the tariff catalog, rare, event by event."""
+        readings: dict[tuple[str, str], tuple[Any, ...]] = {}
+        charges: dict[tuple[str, str], tuple[Any, ...]] = {}
+        billed: dict[tuple[str, str], tuple[Any, ...]] = {}
+        touched: set[str] = set()
+        for event in events:
+            p = event.payload
+            match p:
+                case calc.ReadingSubmitted():
+                    readings.setdefault(
+                        (p.account_no, p.reading_id),
+                        (p.account_no, p.reading_id, p.meter_serial, p.reading_date, p.value, p.source),
+                    )
+                case calc.ChargeCalculated():
+                    charges[(p.account_no, p.charge_id)] = (
+                        p.account_no,
+                        p.charge_id,
+                        p.service_code,
+                        p.period,
+                        p.model_dump_json(),
+                    )
+                    touched.add(str(p.account_no))
+                case calc.PeriodBilled():
+                    billed[(p.account_no, p.period)] = (
+                        p.account_no,
+                        p.period,
+                        orjson.dumps(p.charge_ids).decode(),
+                        event.envelope.occurred_at,
+                    )
+                    touched.add(str(p.account_no))
+                case _:
+                    await self._apply_one(conn, event)
+        if readings:
+            await conn.execute(
+                "INSERT INTO readings (account_no, reading_id, meter_serial, reading_date, value, source)"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::date[], %b::numeric[],"
+                " %b::text[]) ON CONFLICT (account_no, reading_id) DO NOTHING",
+                [list(column) for column in zip(*readings.values(), strict=True)],
+            )
+        if charges:
+            await conn.execute(
+                "INSERT INTO charges (account_no, charge_id, service_code, period, charge)"
+                " SELECT a, c, s, p, j::jsonb FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+                " %b::text[]) AS k(a, c, s, p, j) ON CONFLICT (account_no, charge_id) DO UPDATE"
+                " SET service_code = excluded.service_code, period = excluded.period, charge = excluded.charge",
+                [list(column) for column in zip(*charges.values(), strict=True)],
+            )
+        if billed:
+            await conn.execute(
+                "INSERT INTO billed_periods (account_no, period, charge_ids, billed_at)"
+                " SELECT a, p, j::jsonb, t FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
+                " AS k(a, p, j, t) ON CONFLICT (account_no, period) DO UPDATE"
+                " SET charge_ids = excluded.charge_ids, billed_at = excluded.billed_at",
+                [list(column) for column in zip(*billed.values(), strict=True)],
+            )
+        return touched
+
     async def _apply_one(self, conn: Connection, event: CanonicalEvent) -> str | None:
+        """The tariff catalog's events (readings, charges and billed periods go through `_apply_many`)."""
         p = event.payload
         match p:
             case calc.TariffPublished():
@@ -340,34 +395,6 @@ class CalculatorProjection(_IssuingProjection):
                     " ON CONFLICT (effective_from) DO UPDATE SET rate = excluded.rate",
                     (p.effective_from, p.rate),
                 )
-            case calc.ReadingSubmitted():
-                await conn.execute(
-                    "INSERT INTO readings (account_no, reading_id, meter_serial, reading_date, value, source)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (account_no, reading_id) DO NOTHING",
-                    (p.account_no, p.reading_id, p.meter_serial, p.reading_date, p.value, p.source),
-                )
-            case calc.ChargeCalculated():
-                await conn.execute(
-                    "INSERT INTO charges (account_no, charge_id, service_code, period, charge)"
-                    " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (account_no, charge_id) DO UPDATE"
-                    " SET service_code = excluded.service_code, period = excluded.period, charge = excluded.charge",
-                    (
-                        p.account_no,
-                        p.charge_id,
-                        p.service_code,
-                        p.period,
-                        orjson.dumps(p.model_dump(mode="json")).decode(),
-                    ),
-                )
-                return str(p.account_no)
-            case calc.PeriodBilled():
-                await conn.execute(
-                    "INSERT INTO billed_periods (account_no, period, charge_ids, billed_at)"
-                    " VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (account_no, period) DO UPDATE"
-                    " SET charge_ids = excluded.charge_ids, billed_at = excluded.billed_at",
-                    (p.account_no, p.period, orjson.dumps(p.charge_ids).decode(), event.envelope.occurred_at),
-                )
-                return str(p.account_no)
         return None
 
     async def reset(self, conn: Connection) -> None:

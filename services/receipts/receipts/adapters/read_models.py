@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from receipts.domain import periods
 from receipts.domain.balances import PeriodFigures
@@ -26,34 +29,6 @@ from service_runtime.db import Connection
 
 
 # --- issuing ----------------------------------------------------------------------------------------
-async def pending_billed_periods(
-    conn: Connection, account_nos: list[str]
-) -> list[tuple[str, str, list[str]]]:
-    """(account, period, charge ids) of the PeriodBilled seen for these accounts and not yet issued."""
-    cur = await conn.execute(
-        "SELECT b.account_no, b.period, b.charge_ids FROM billed_periods b WHERE b.account_no = ANY(%s)"
-        " AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.account_no = b.account_no AND r.period = b.period)"
-        " ORDER BY b.account_no, b.period",
-        (account_nos,),
-    )
-    return [(a, p, [str(c) for c in ids]) for a, p, ids in await cur.fetchall()]
-
-
-async def is_ready(conn: Connection, account_no: str, charge_ids: list[str]) -> bool:
-    """The account is known, and every charge was both rated (ChargeCalculated) and posted (AccrualPosted)."""
-    cur = await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM accounts WHERE account_no = %(a)s),"
-        " (SELECT count(*) FROM charges WHERE account_no = %(a)s AND charge_id = ANY(%(ids)s)),"
-        " (SELECT count(DISTINCT item_id) FROM ledger_entries WHERE account_no = %(a)s AND kind = 'accrual'"
-        "  AND item_id = ANY(%(ids)s))",
-        {"a": account_no, "ids": charge_ids},
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    wanted = len(set(charge_ids))
-    return bool(row[0]) and int(row[1]) == wanted and int(row[2]) == wanted
-
-
 async def load_bill_facts(
     conn: Connection,
     account_no: str,
@@ -153,7 +128,180 @@ async def load_bill_facts(
     )
 
 
-def _charge_order(charge: dict[str, Any]) -> tuple[str, str, str]:
+BillKey = tuple[str, str, list[str]]  # account, period, charge ids (as PeriodBilled lists them)
+
+
+async def ready_billed_periods(conn: Connection, account_nos: list[str]) -> list[BillKey]:
+    """The billed, not yet issued periods of these accounts that are ready, in one statement: (account,
+    period, charge ids), by account and period. Ready: the account is known, and every charge was both
+    rated (ChargeCalculated) and posted (AccrualPosted)."""
+    cur = await conn.execute(
+        "SELECT b.account_no, b.period, b.charge_ids::text,"
+        " EXISTS (SELECT 1 FROM accounts a WHERE a.account_no = b.account_no),"
+        " (SELECT count(*) FROM charges c WHERE c.account_no = b.account_no"
+        "  AND c.charge_id IN (SELECT jsonb_array_elements_text(b.charge_ids))),"
+        " (SELECT count(DISTINCT e.item_id) FROM ledger_entries e WHERE e.account_no = b.account_no"
+        "  AND e.kind = 'accrual' AND e.item_id IN (SELECT jsonb_array_elements_text(b.charge_ids)))"
+        " FROM billed_periods b WHERE b.account_no = ANY(%b::text[])"
+        " AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.account_no = b.account_no AND r.period = b.period)"
+        " ORDER BY b.account_no, b.period",
+        (account_nos,),
+    )
+    ready: list[BillKey] = []
+    for account_no, period, ids, known, rated, posted in await cur.fetchall():
+        charge_ids = [str(c) for c in orjson.loads(ids)]
+        wanted = len(set(charge_ids))
+        if known and int(rated) == wanted and int(posted) == wanted:
+            ready.append((account_no, period, charge_ids))
+    return ready
+
+
+async def load_many_bill_facts(
+    conn: Connection, bills: Sequence[BillKey], *, receipt_ids: Sequence[uuid.UUID], issued_at: datetime
+) -> list[BillFacts | None]:
+    """`load_bill_facts` of many bills at once (the same facts, in the same order), with one statement per
+    table whatever the number of bills (pipelined: one round trip). None for a bill whose account is not
+    known."""
+    if not bills:
+        return []
+    accounts = sorted({b[0] for b in bills})
+    lasts = {b[1]: periods.last_day(b[1]) for b in bills}
+    latest = max(lasts.values())
+    charge_keys = sorted({(b[0], c) for b in bills for c in b[2]})
+    period_keys = sorted({(b[0], b[1]) for b in bills})
+    async with conn.pipeline():
+        account_cur = await conn.execute(
+            "SELECT account_no, address, electric_stove, living_alone, district_office_code, opened_on"
+            " FROM accounts WHERE account_no = ANY(%b::text[])",
+            (accounts,),
+        )
+        attribute_cur = await conn.execute(
+            "SELECT account_no, name, effective_from, version, value FROM account_attributes"
+            " WHERE account_no = ANY(%b::text[])",
+            (accounts,),
+        )
+        charge_cur = await conn.execute(
+            "SELECT c.account_no, c.charge_id, c.charge::text FROM unnest(%b::text[], %b::text[]) AS k(a, id)"
+            " JOIN charges c ON c.account_no = k.a AND c.charge_id = k.id",
+            ([a for a, _ in charge_keys], [c for _, c in charge_keys]),
+        )
+        meter_cur = await conn.execute(
+            "SELECT account_no, serial, digits, installed_on, removed_on FROM meters"
+            " WHERE account_no = ANY(%b::text[]) ORDER BY account_no, serial, installed_on",
+            (accounts,),
+        )
+        reading_cur = await conn.execute(
+            "SELECT account_no, reading_date, meter_serial, source FROM readings"
+            " WHERE account_no = ANY(%b::text[]) AND reading_date <= %s ORDER BY account_no, reading_date",
+            (accounts, latest),
+        )
+        figure_cur = await conn.execute(
+            "SELECT account_no, service_code, period, opening_balance, accrued, corrections, paid,"
+            " closing_balance FROM service_periods WHERE account_no = ANY(%b::text[])"
+            " ORDER BY account_no, service_code, period",
+            (accounts,),
+        )
+        entry_cur = await conn.execute(
+            "SELECT e.account_no, e.period, e.kind, e.item_id, e.amount, e.entry_date, e.bank, e.reason"
+            " FROM unnest(%b::text[], %b::text[]) AS k(a, p) JOIN ledger_entries e ON e.account_no = k.a"
+            " AND e.service_code = %s AND e.period = k.p AND e.kind IN ('payment', 'correction')"
+            " AND NOT e.reversed ORDER BY e.account_no, e.period, e.entry_date NULLS LAST, e.stream_version",
+            ([a for a, _ in period_keys], [p for _, p in period_keys], MAIN_SERVICE),
+        )
+        tariff_cur = await conn.execute(
+            "SELECT effective_from, flat, tier1, tier2, tier3, norms FROM tariff_rows WHERE effective_from <= %s",
+            (latest,),
+        )
+        vat_cur = await conn.execute(
+            "SELECT effective_from, rate FROM vat_rates WHERE effective_from <= %s", (latest,)
+        )
+        office_cur = await conn.execute(
+            "SELECT code, name, address, phone, hours FROM district_offices WHERE code IN"
+            " (SELECT district_office_code FROM accounts WHERE account_no = ANY(%b::text[]))",
+            (accounts,),
+        )
+        reference_cur = await conn.execute("SELECT key, value FROM reference_texts")
+
+    account_rows = {row[0]: row[1:] for row in await account_cur.fetchall()}
+    attributes: dict[str, dict[str, list[AttributeChange]]] = defaultdict(lambda: defaultdict(list))
+    for a, name, effective_from, version, value in await attribute_cur.fetchall():
+        attributes[a][name].append(AttributeChange(effective_from, int(version), value))
+    charges: dict[tuple[str, str], Any] = {
+        (a, c): orjson.loads(charge) for a, c, charge in await charge_cur.fetchall()
+    }
+    meters: dict[str, list[MeterFacts]] = defaultdict(list)
+    for a, serial, digits, installed, removed in await meter_cur.fetchall():
+        meters[a].append(MeterFacts(serial, int(digits), installed, removed))
+    readings: dict[str, list[ReadingFacts]] = defaultdict(list)
+    for a, day, serial, source in await reading_cur.fetchall():
+        readings[a].append(ReadingFacts(day, serial, source))
+    figures: dict[str, dict[str, list[PeriodFigures]]] = defaultdict(lambda: defaultdict(list))
+    for a, service, p, o, ac, c, paid, closing in await figure_cur.fetchall():
+        figures[a][service].append(PeriodFigures(p, o, ac, c, paid, closing))
+    entries: dict[tuple[str, str], list[tuple[Any, ...]]] = defaultdict(list)
+    for a, p, *entry in await entry_cur.fetchall():
+        entries[(a, p)].append(tuple(entry))
+    all_tariffs = [TariffRowFacts(e, f, t1, t2, t3, n) for e, f, t1, t2, t3, n in await tariff_cur.fetchall()]
+    all_vat = [VatFacts(e, r) for e, r in await vat_cur.fetchall()]
+    offices = {row[0]: OfficeFacts(*row) for row in await office_cur.fetchall()}
+    reference = {key: value for key, value in await reference_cur.fetchall()}
+
+    catalog = {  # per period: the tariff rows and VAT rates effective by its last day (shared, read-only)
+        period: (
+            [t for t in all_tariffs if t.effective_from <= last],
+            [v for v in all_vat if v.effective_from <= last],
+        )
+        for period, last in lasts.items()
+    }
+    out: list[BillFacts | None] = []
+    for (account_no, period, charge_ids), receipt_id in zip(bills, receipt_ids, strict=True):
+        account_row = account_rows.get(account_no)
+        if account_row is None:
+            out.append(None)
+            continue
+        address, stove, alone, office_code, opened_on = account_row
+        last = lasts[period]
+        payments: list[PaymentFacts] = []
+        corrections: list[CorrectionFacts] = []
+        for kind, item_id, amount, entry_date, bank, reason in entries.get((account_no, period), ()):
+            if kind == "payment":
+                payments.append(PaymentFacts(item_id, entry_date, amount, bank or ""))
+            else:
+                corrections.append(CorrectionFacts(item_id, amount, reason or ""))
+        wanted = set(charge_ids)
+        out.append(
+            BillFacts(
+                receipt_id=receipt_id,
+                issued_at=issued_at,
+                period=period,
+                account=AccountFacts(
+                    account_no,
+                    address,
+                    stove,
+                    alone,
+                    office_code,
+                    opened_on,
+                    {name: list(changes) for name, changes in attributes.get(account_no, {}).items()},
+                ),
+                charges=sorted(
+                    (charges[(account_no, c)] for c in wanted if (account_no, c) in charges),
+                    key=_charge_order,
+                ),
+                figures={s: list(rows) for s, rows in figures.get(account_no, {}).items()},
+                payments=payments,
+                corrections=corrections,
+                tariffs=catalog[period][0],
+                vat_rates=catalog[period][1],
+                meters=list(meters.get(account_no, ())),
+                readings=[r for r in readings.get(account_no, ()) if r.reading_date <= last],
+                office=offices.get(office_code),
+                reference=reference,
+            )
+        )
+    return out
+
+
+def _charge_order(charge: Mapping[str, Any]) -> tuple[str, str, str]:
     current = charge.get("current") or {}
     return (str(current.get("date") or "9999-12-31"), str(charge.get("period")), str(charge.get("charge_id")))
 

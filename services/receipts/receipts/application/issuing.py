@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -28,10 +28,10 @@ import orjson
 
 from contracts.events.receipts import ReceiptIssued, receipt_stream
 from receipts.adapters import read_models
-from receipts.adapters.pdfs import queue_render
+from receipts.adapters.bulk_append import append_new_streams
 from receipts.domain.bill import build_snapshot, content_hash
 from service_runtime.db import Connection
-from service_runtime.eventstore import ConcurrencyError, EventStore, NewEvent
+from service_runtime.eventstore import EventStore, NewEvent
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,15 @@ def message_id_for(receipt_id: uuid.UUID, email: str) -> str:
 
 
 async def lock_accounts(conn: Connection, account_nos: Iterable[str]) -> None:
-    for account_no in sorted(set(account_nos)):
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"receipts.issue:{account_no}",)
-        )
+    """The accounts' issuing locks, in sorted order (so two batches never deadlock), in one statement."""
+    keys = [f"receipts.issue:{account_no}" for account_no in sorted(set(account_nos))]
+    if not keys:
+        return
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
+        " FROM (SELECT k FROM unnest(%b::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n) AS s",
+        (keys,),
+    )
 
 
 async def issue_ready_bills(
@@ -63,91 +68,114 @@ async def issue_ready_bills(
     if not accounts:
         return []
     await lock_accounts(conn, accounts)
-    issued: list[uuid.UUID] = []
-    for account_no, period, charge_ids in await read_models.pending_billed_periods(conn, accounts):
-        if not await read_models.is_ready(conn, account_no, charge_ids):
-            continue
-        receipt_id = await issue_bill(conn, store, account_no, period, charge_ids)
-        if receipt_id is not None:
-            issued.append(receipt_id)
-    return issued
+    ready = await read_models.ready_billed_periods(conn, accounts)
+    if not ready:
+        return []
+    return await issue_bills(conn, store, ready)
 
 
-async def issue_bill(
-    conn: Connection, store: EventStore, account_no: str, period: str, charge_ids: list[str]
-) -> uuid.UUID | None:
-    receipt_id = receipt_id_for(account_no, period)
+async def issue_bills(
+    conn: Connection, store: EventStore, bills: Sequence[read_models.BillKey]
+) -> list[uuid.UUID]:
+    """Issue these ready bills (the caller holds their accounts' locks) with a fixed number of statements
+    whatever their number: their facts read at once (one pipelined round trip), the snapshots built, then
+    one multi-row insert each of the bills, their e-bill deliveries, their render queue rows (`pdfs.
+    queue_render`'s rows) and their ReceiptIssued. Returns the new bills' ids (a bill issued already, or
+    whose stream has events already, is skipped: nothing is issued twice)."""
     issued_at = datetime.now(UTC).replace(microsecond=0)
-    facts = await read_models.load_bill_facts(
-        conn, account_no, period, charge_ids, receipt_id=receipt_id, issued_at=issued_at
+    receipt_ids = [receipt_id_for(account_no, period) for account_no, period, _ in bills]
+    all_facts = await read_models.load_many_bill_facts(
+        conn, bills, receipt_ids=receipt_ids, issued_at=issued_at
     )
-    if facts is None:
-        return None
-    snapshot = build_snapshot(facts)
-    digest = content_hash(snapshot)
-    amount_due = Decimal(snapshot["amount_due"])
-    overpayment = Decimal(snapshot["overpayment"])
-    due = date.fromisoformat(snapshot["due_date"])
-    try:
-        async with conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO receipts (receipt_id, account_no, period, amount_due, overpayment, due_date,"
-                " issued_at, snapshot, content_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
-                " ON CONFLICT DO NOTHING RETURNING receipt_id",
-                (
-                    receipt_id,
-                    account_no,
-                    period,
-                    amount_due,
-                    overpayment,
-                    due,
-                    issued_at,
-                    orjson.dumps(snapshot).decode(),
-                    digest,
+    streams = [receipt_stream(account_no, period) for account_no, period, _ in bills]
+    cur = await conn.execute(
+        "SELECT DISTINCT stream_id FROM events WHERE stream_id = ANY(%b::text[])", (streams,)
+    )
+    started = {str(row[0]) for row in await cur.fetchall()}
+    rows: list[tuple[uuid.UUID, str, str, Decimal, Decimal, date, str, str]] = []
+    for (account_no, period, _), receipt_id, facts, stream in zip(
+        bills, receipt_ids, all_facts, streams, strict=True
+    ):
+        if facts is None:
+            continue
+        if stream in started:
+            log.warning("bill already issued", extra={"account_no": account_no, "period": period})
+            continue
+        snapshot = build_snapshot(facts)
+        rows.append(
+            (
+                receipt_id,
+                account_no,
+                period,
+                Decimal(snapshot["amount_due"]),
+                Decimal(snapshot["overpayment"]),
+                date.fromisoformat(snapshot["due_date"]),
+                orjson.dumps(snapshot).decode(),
+                content_hash(snapshot),
+            )
+        )
+    if not rows:
+        return []
+    cur = await conn.execute(
+        "INSERT INTO receipts (receipt_id, account_no, period, amount_due, overpayment, due_date, issued_at,"
+        " snapshot, content_hash) SELECT r, a, p, d, o, dd, %s, s::jsonb, h FROM unnest(%b::uuid[],"
+        " %b::text[], %b::text[], %b::numeric[], %b::numeric[], %b::date[], %b::text[], %b::text[])"
+        " AS k(r, a, p, d, o, dd, s, h) ON CONFLICT DO NOTHING RETURNING receipt_id",
+        (issued_at, *(list(column) for column in zip(*rows, strict=True))),
+    )
+    inserted = {row[0] for row in await cur.fetchall()}
+    new = [row for row in rows if row[0] in inserted]  # the others were issued already
+    if not new:
+        return []
+    mailed = await _queue_many_deliveries(conn, {row[0]: row[1] for row in new})
+    await conn.execute(
+        "INSERT INTO pdf_renders (receipt_id, priority) SELECT * FROM unnest(%b::uuid[], %b::int[])"
+        " ON CONFLICT (receipt_id) DO NOTHING",
+        ([row[0] for row in new], [1 if row[0] in mailed else 0 for row in new]),
+    )
+    await append_new_streams(
+        conn,
+        store,
+        [
+            (
+                receipt_stream(account_no, period),
+                NewEvent(
+                    ReceiptIssued(
+                        receipt_id=receipt_id,
+                        account_no=account_no,
+                        period=period,
+                        amount_due=amount_due,
+                        overpayment=overpayment,
+                        due_date=due,
+                        content_hash=digest,
+                    ),
+                    event_id=uuid.uuid5(_NAMESPACE, f"ReceiptIssued:{receipt_id}"),
+                    occurred_at=issued_at,
                 ),
             )
-            if await cur.fetchone() is None:
-                return None  # issued already
-            mailed = await _queue_deliveries(conn, receipt_id, account_no)
-            await queue_render(conn, receipt_id, urgent=mailed > 0)
-            await store.append(
-                conn,
-                receipt_stream(account_no, period),
-                0,
-                [
-                    NewEvent(
-                        ReceiptIssued(
-                            receipt_id=receipt_id,
-                            account_no=account_no,
-                            period=period,
-                            amount_due=amount_due,
-                            overpayment=overpayment,
-                            due_date=due,
-                            content_hash=digest,
-                        ),
-                        event_id=uuid.uuid5(_NAMESPACE, f"ReceiptIssued:{receipt_id}"),
-                        occurred_at=issued_at,
-                    )
-                ],
-            )
-    except ConcurrencyError:
-        log.warning("bill already issued", extra={"account_no": account_no, "period": period})
-        return None
-    log.info("bill issued", extra={"account_no": account_no, "period": period, "receipt_id": str(receipt_id)})
-    return receipt_id
-
-
-async def _queue_deliveries(conn: Connection, receipt_id: uuid.UUID, account_no: str) -> int:
-    """One delivery per subscribed address of a user who still has the account linked; how many."""
-    cur = await conn.execute(
-        "SELECT s.email, s.language FROM ebill_subscriptions s JOIN account_links l"
-        " ON l.account_no = s.account_no AND l.user_id = s.user_id AND l.linked"
-        " WHERE s.account_no = %s ORDER BY s.subscribed_at",
-        (account_no,),
+            for receipt_id, account_no, period, amount_due, overpayment, due, _, digest in new
+        ],
     )
+    log.info("bills issued", extra={"count": len(new)})
+    return [row[0] for row in new]
+
+
+async def _queue_many_deliveries(conn: Connection, bills: dict[uuid.UUID, str]) -> set[uuid.UUID]:
+    """One delivery per subscribed address of a user who still has the account linked, for many bills
+    (receipt id → account) in two statements; returns the bills to be mailed."""
+    cur = await conn.execute(
+        "SELECT s.account_no, s.email, s.language FROM ebill_subscriptions s JOIN account_links l"
+        " ON l.account_no = s.account_no AND l.user_id = s.user_id AND l.linked"
+        " WHERE s.account_no = ANY(%b::text[]) ORDER BY s.account_no, s.subscribed_at",
+        (sorted(set(bills.values())),),
+    )
+    subscribed: dict[str, list[tuple[str, str]]] = {}
+    for account_no, email, language in await cur.fetchall():
+        subscribed.setdefault(account_no, []).append((email, language))
     rows = [
         (receipt_id, email, language, message_id_for(receipt_id, email))
-        for email, language in await cur.fetchall()
+        for receipt_id, account_no in bills.items()
+        for email, language in subscribed.get(account_no, ())
     ]
     if rows:
         async with conn.cursor() as c:
@@ -156,4 +184,4 @@ async def _queue_deliveries(conn: Connection, receipt_id: uuid.UUID, account_no:
                 " ON CONFLICT (receipt_id, email) DO NOTHING",
                 rows,
             )
-    return len(rows)
+    return {row[0] for row in rows}
