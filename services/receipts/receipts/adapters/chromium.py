@@ -88,6 +88,25 @@ class ChromiumUnavailable(RuntimeError):
     """No Chromium (or no Playwright) here: the caller falls back to WeasyPrint."""
 
 
+_NICENESS_EVERY = 5  # prints between two checks of the browser processes' priority (a /proc scan)
+
+
+def descendants() -> set[int]:
+    """The processes descending from this one (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", "rb") as stat:
+                parents[int(entry)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
+    mine = {os.getpid()}
+    for _ in range(len(parents)):  # a child's pid is usually above its parent's; loop until stable
+        grown = {p for p, parent in parents.items() if parent in mine} - mine
+        if not grown:
+            break
+        mine |= grown
+    return mine - {os.getpid()}
+
+
 def find_chromium(path: str | None = None) -> str | None:
     if path:
         return path if os.path.isfile(path) and os.access(path, os.X_OK) else shutil.which(path)
@@ -135,6 +154,7 @@ class ChromiumPdf:
         self._slots: asyncio.Semaphore | None = None
         self._starting: asyncio.Lock | None = None
         self.launches = 0  # browsers started so far (a restart adds one)
+        self.prints = 0  # documents printed so far
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         atexit.register(self.close)
@@ -171,19 +191,8 @@ class ChromiumPdf:
     def browser_pids(self) -> list[int]:
         """The browser processes (not their renderers) descending from this process, from /proc (tests
         kill one to see the engine restart it)."""
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", "rb") as stat:
-                    parents[int(entry)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
-        mine, found = {os.getpid()}, []
-        for pid in sorted(parents):  # a child's pid is usually above its parent's; loop until stable
-            del pid
-            grown = {p for p, parent in parents.items() if parent in mine} - mine
-            if not grown:
-                break
-            mine |= grown
-        for pid in mine - {os.getpid()}:
+        found = []
+        for pid in descendants():
             with contextlib.suppress(OSError):
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     argv = f.read().replace(b"\0", b" ").split()  # Chromium rewrites its children's titles
@@ -194,6 +203,17 @@ class ChromiumPdf:
                 ):
                     found.append(pid)
         return found
+
+    def hold_niceness(self) -> None:
+        """Keep every process of the browser at this process's CPU priority. The render processes run at
+        a low priority (`render_niceness`) so that bills print with the CPU nobody else needs; Chromium,
+        when it may (run as root, as on a developer's machine), raises its own processes' priority
+        (renderers to 0, some helpers to -8) and would compete with billing runs and the APIs."""
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        for pid in descendants():
+            with contextlib.suppress(OSError):
+                if os.getpriority(os.PRIO_PROCESS, pid) < own:
+                    os.setpriority(os.PRIO_PROCESS, pid, own)
 
     # --- the engine's loop -----------------------------------------------------------------------------
     def _call(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -254,6 +274,7 @@ class ChromiumPdf:
                 raise ChromiumUnavailable(f"Chromium did not start: {exc!r}"[:1000]) from exc
             self._browser, self._context = browser, context
             self.launches += 1
+            self.hold_niceness()
             log.info("chromium started", extra={"executable": executable, "launches": self.launches})
             return context
 
@@ -291,6 +312,9 @@ class ChromiumPdf:
                 if context is self._context:
                     self._idle.append(tab)
                     self._later(self._blank_when_idle(tab, tab.used))
+                if self.prints % _NICENESS_EVERY == 0:
+                    self.hold_niceness()
+                self.prints += 1
                 return pdf
         raise AssertionError("unreachable")
 

@@ -6,9 +6,12 @@ skipped where there is none."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import io
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -331,3 +334,30 @@ def test_bills_with_different_heads_never_share_a_document() -> None:
     other = dataclasses.replace(second, head=second.head.replace("<style>", "<style>p{}"))
     with pytest.raises(ValueError, match="different heads"):
         pdf_batch.batch_document([first, other])
+
+
+def _print_at_low_priority(niceness: int) -> tuple[int, list[int]]:
+    """In a process of its own at `niceness`: print a few pages, return its own and its browser
+    processes' niceness."""
+    os.nice(niceness)
+    engine = chromium.ChromiumPdf()
+    try:
+        for i in range(6):
+            engine.render(f"<html><body><p>Счёт {i}</p></body></html>")
+        values = []
+        for pid in chromium.descendants():
+            with contextlib.suppress(OSError):
+                values.append(os.getpriority(os.PRIO_PROCESS, pid))
+        return os.getpriority(os.PRIO_PROCESS, 0), values
+    finally:
+        engine.close()
+
+
+@needs_chromium
+def test_the_browser_of_a_low_priority_render_process_stays_at_that_priority() -> None:
+    """Render processes run niced (`render_niceness`); Chromium, run as root, would raise its own
+    processes' priority (measured: renderers at 0, a helper at -8) and compete with the billing run."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        own, browser = pool.submit(_print_at_low_priority, 7).result(timeout=180)
+    assert own == 7 and browser
+    assert min(browser) >= own, f"browser processes at {sorted(browser)}, the render process at {own}"
