@@ -330,5 +330,23 @@ def _start_render_process(niceness: int, engine: rendering.EngineConfig) -> None
     the engine and start it (the process's browser lives as long as the process; closed at its exit)."""
     if niceness:
         os.nice(niceness)
+        lower_scheduling_group(niceness)
     rendering.configure(engine)
     rendering.warm_up()
+
+
+def lower_scheduling_group(niceness: int) -> bool:
+    """Give this process (and its Chromium) a scheduling group of its own at `niceness`.
+
+    With the kernel's autogroup scheduling on (Linux's default on many distributions), CPU time is first
+    shared between sessions and niceness only ranks the processes of one session: a niced render
+    process in the worker's session still took a session's full share from a billing run started in
+    another one. A new session is a new autogroup, whose own niceness is set here. False where the
+    kernel has no autogroups (nothing to do: niceness alone ranks processes)."""
+    try:
+        os.setsid()
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(niceness))
+    except OSError:
+        return False
+    return True

@@ -361,3 +361,23 @@ def test_the_browser_of_a_low_priority_render_process_stays_at_that_priority() -
         own, browser = pool.submit(_print_at_low_priority, 7).result(timeout=180)
     assert own == 7 and browser
     assert min(browser) >= own, f"browser processes at {sorted(browser)}, the render process at {own}"
+
+
+def _scheduling_group_of_a_render_process(niceness: int) -> tuple[bool, str]:
+    from receipts.adapters.pdf_renderer import lower_scheduling_group
+
+    os.nice(niceness)
+    done = lower_scheduling_group(niceness)
+    with open("/proc/self/autogroup") as autogroup:
+        return done, autogroup.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="the kernel has no autogroups")
+def test_a_render_process_gets_a_scheduling_group_of_its_own_at_its_niceness() -> None:
+    """With autogroups, niceness only ranks the processes of one session: the render process starts its
+    own session, whose group runs at the render niceness (and so yields to billing runs elsewhere)."""
+    with open("/proc/self/autogroup") as autogroup:
+        ours = autogroup.read().split()[0]
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done, group = pool.submit(_scheduling_group_of_a_render_process, 9).result(timeout=60)
+    assert done and group.split()[0] != ours and group.split()[-1] == "9", group
