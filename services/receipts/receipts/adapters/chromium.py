@@ -210,10 +210,22 @@ class ChromiumPdf:
         when it may (run as root, as on a developer's machine), raises its own processes' priority
         (renderers to 0, some helpers to -8) and would compete with billing runs and the APIs."""
         own = os.getpriority(os.PRIO_PROCESS, 0)
+        try:
+            with open("/proc/self/autogroup") as autogroup:
+                own_group = autogroup.read().split()[0]
+        except OSError:
+            own_group = None
         for pid in descendants():
             with contextlib.suppress(OSError):
                 if os.getpriority(os.PRIO_PROCESS, pid) < own:
                     os.setpriority(os.PRIO_PROCESS, pid, own)
+            # Chromium's zygote starts sessions of its own: with autogroups on, each is a scheduling
+            # group, whose niceness (not the processes') decides its share (see pdf_renderer).
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "r+") as autogroup:
+                group, *_, nice = autogroup.read().split()
+                if group != own_group and int(nice) < own:  # never this process's own group
+                    autogroup.seek(0)
+                    autogroup.write(str(own))
 
     # --- the engine's loop -----------------------------------------------------------------------------
     def _call(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
