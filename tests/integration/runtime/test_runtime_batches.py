@@ -91,6 +91,17 @@ def message(account: str, amount: str, event_id: str | None = None) -> bytes:
     )
 
 
+async def fresh_topic(mini: MiniService, make_topics: Any, *, partitions: int) -> str:
+    """A new topic (and its DLQ) carrying AmountReported, and an empty `receipts` table."""
+    topic = f"test.ingress.{uuid.uuid4().hex[:10]}"
+    await make_topics(topic, f"{topic}.dlq", partitions=partitions)
+    mini.registry.register("AmountReported", version=1, topic=topic)(AmountReported)
+    async with mini.pool.connection() as conn:
+        await conn.execute(RECEIPTS_SQL)
+        await conn.execute("TRUNCATE receipts")
+    return topic
+
+
 async def consume(runner: ConsumerRunner, mini: MiniService, expected_rows: int) -> list[tuple[Any, ...]]:
     task = asyncio.create_task(runner.run())
     try:
@@ -122,12 +133,7 @@ async def test_ingress_batches_dead_letters_and_progress(
     """A batch goes to `handle_batch` (the default loops over `handle`); a dead letter redoes the batch
     message by message and refuses only the offender; duplicates are applied once; the inbox and the
     offsets are recorded for the whole batch."""
-    topic = f"test.ingress.{uuid.uuid4().hex[:10]}"
-    await make_topics(topic, f"{topic}.dlq", partitions=2)
-    mini.registry.register("AmountReported", version=1, topic=topic)(AmountReported)
-    async with mini.pool.connection() as conn:
-        await conn.execute(RECEIPTS_SQL)
-        await conn.execute("TRUNCATE receipts")
+    topic = await fresh_topic(mini, make_topics, partitions=2)
 
     duplicate = str(uuid.uuid4())
     first = [(f"a{i:03d}".encode(), message(f"a{i:03d}", f"{i}.50")) for i in range(40)]
@@ -202,12 +208,7 @@ async def test_a_handler_idempotent_by_content_gets_every_message_and_no_inbox(
 ) -> None:
     """`idempotent_by_content`: duplicates are handed over (the handler drops them itself), nothing is
     looked up in or written to `consumer_inbox`; the offsets are still recorded with the batch."""
-    topic = f"test.ingress.{uuid.uuid4().hex[:10]}"
-    await make_topics(topic, f"{topic}.dlq", partitions=1)
-    mini.registry.register("AmountReported", version=1, topic=topic)(AmountReported)
-    async with mini.pool.connection() as conn:
-        await conn.execute(RECEIPTS_SQL)
-        await conn.execute("TRUNCATE receipts")
+    topic = await fresh_topic(mini, make_topics, partitions=1)
     duplicate = str(uuid.uuid4())
     messages = [(f"k{i:03d}".encode(), message(f"k{i:03d}", f"{i}.25")) for i in range(10)]
     messages += [(b"k000", message("k000", "1.00", duplicate))] * 2
@@ -261,12 +262,7 @@ async def test_a_batch_rolled_back_for_a_deadlock_is_retried_at_once(
 ) -> None:
     """A deadlock victim's batch is applied again in a new transaction by the same consumer (no restart
     of its Kafka clients, no rebalance): everything once, the offsets recorded."""
-    topic = f"test.ingress.{uuid.uuid4().hex[:10]}"
-    await make_topics(topic, f"{topic}.dlq", partitions=1)
-    mini.registry.register("AmountReported", version=1, topic=topic)(AmountReported)
-    async with mini.pool.connection() as conn:
-        await conn.execute(RECEIPTS_SQL)
-        await conn.execute("TRUNCATE receipts")
+    topic = await fresh_topic(mini, make_topics, partitions=1)
     await produce(mini.bootstrap, topic, [(f"d{i}".encode(), message(f"d{i}", f"{i}.10")) for i in range(5)])
     handler = OnceDeadlocked(topic)
     runner = ConsumerRunner(

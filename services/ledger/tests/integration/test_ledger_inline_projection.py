@@ -179,6 +179,17 @@ class Scenario:
         return [self.opening(a) for a in self.accounts if a not in self.opened]
 
 
+def runs_of_one_kind(items: list[Item]) -> list[list[Item]]:
+    """Consecutive items of one input (back-office messages, canonical events) grouped, in order."""
+    runs: list[list[Item]] = []
+    for item in items:
+        if runs and type(runs[-1][0]) is type(item):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
 async def apply(
     conn: Connection,
     backoffice: BackofficeIngress,
@@ -187,14 +198,8 @@ async def apply(
     one_by_one: bool,
 ) -> None:
     """Hand the items over in runs of one kind, as the two consumers would, all in one transaction."""
-    runs: list[list[Item]] = []
-    for item in items:
-        if runs and type(runs[-1][0]) is type(item):
-            runs[-1].append(item)
-        else:
-            runs.append([item])
     async with conn.transaction():
-        for run in runs:
+        for run in runs_of_one_kind(items):
             if isinstance(run[0], IngressMessage):
                 messages = [m for m in run if isinstance(m, IngressMessage)]
                 if one_by_one:
@@ -417,14 +422,8 @@ async def test_concurrent_batches_on_shared_streams_count_everything_once(
     async def run(items: list[Item]) -> None:
         """Like a consumer: a transaction per batch of one input (a run of one kind of item)."""
         nonlocal retried
-        runs: list[list[Item]] = []
-        for item in items:
-            if runs and type(runs[-1][0]) is type(item):
-                runs[-1].append(item)
-            else:
-                runs.append([item])
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            for batch in runs:
+            for batch in runs_of_one_kind(items):
                 for _ in range(20):
                     try:
                         await apply(conn, backoffice, upstream, batch, one_by_one=False)
