@@ -261,14 +261,7 @@ class ConsumerRunner:
             parsed, rejected = self._parse_all(records)
             for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
                 try:
-                    try:
-                        await self._commit_batch(
-                            records, parsed, rejected, careful=False, next_offsets=next_offsets
-                        )
-                    except _CarefulRetry:
-                        await self._commit_batch(
-                            records, parsed, rejected, careful=True, next_offsets=next_offsets
-                        )
+                    await self._commit_with_dead_letters(records, parsed, rejected, next_offsets)
                     break
                 except (DeadlockDetected, SerializationFailure) as exc:
                     # PostgreSQL rolled the batch back to break a lock cycle with another consumer's
@@ -286,6 +279,19 @@ class ConsumerRunner:
         except Exception:
             log.debug("kafka offset commit failed", exc_info=True)
         return len(records)
+
+    async def _commit_with_dead_letters(
+        self,
+        records: list[ConsumerRecord[bytes, bytes]],
+        parsed: list[_Parsed],
+        rejected: list[RejectedMessage],
+        next_offsets: dict[TopicPartition, int],
+    ) -> None:
+        """The batch at once; after a dead letter, again message by message (one savepoint each)."""
+        try:
+            await self._commit_batch(records, parsed, rejected, careful=False, next_offsets=next_offsets)
+        except _CarefulRetry:
+            await self._commit_batch(records, parsed, rejected, careful=True, next_offsets=next_offsets)
 
     def _parse_all(
         self, records: list[ConsumerRecord[bytes, bytes]]

@@ -41,6 +41,7 @@ class Receipts(IngressHandler):
 
     name: ClassVar[str] = "receipts"
     topics: ClassVar[tuple[str, ...]] = ()
+    on_conflict: ClassVar[str] = ""  # a duplicate event id fails the insert
 
     def __init__(self, topic: str) -> None:
         self.topics = (topic,)  # type: ignore[misc]
@@ -56,7 +57,8 @@ class Receipts(IngressHandler):
                 raise DeadLetter(f"account refused: {message.envelope.event_id}")
         await conn.execute(
             "INSERT INTO receipts (event_id, account, amount, handled_by)"
-            " SELECT e, a, m, %s FROM unnest(%s::uuid[], %s::text[], %s::numeric[]) AS k(e, a, m)",
+            " SELECT e, a, m, %s FROM unnest(%s::uuid[], %s::text[], %s::numeric[]) AS k(e, a, m)"
+            + self.on_conflict,
             (
                 how,
                 [m.envelope.event_id for m in messages],
@@ -183,6 +185,7 @@ class KeyedReceipts(BatchReceipts):
 
     name: ClassVar[str] = "keyed-receipts"
     idempotent_by_content: ClassVar[bool] = True
+    on_conflict: ClassVar[str] = " ON CONFLICT (event_id) DO NOTHING"
 
     def __init__(self, topic: str) -> None:
         super().__init__(topic)
@@ -190,17 +193,7 @@ class KeyedReceipts(BatchReceipts):
 
     async def _record(self, conn: Connection, messages: Sequence[IngressMessage], how: str) -> None:
         self.handed_over += len(messages)
-        await conn.execute(
-            "INSERT INTO receipts (event_id, account, amount, handled_by)"
-            " SELECT e, a, m, %s FROM unnest(%s::uuid[], %s::text[], %s::numeric[]) AS k(e, a, m)"
-            " ON CONFLICT (event_id) DO NOTHING",
-            (
-                how,
-                [m.envelope.event_id for m in messages],
-                [m.payload.account for m in messages],
-                [m.payload.amount for m in messages],
-            ),
-        )
+        await super()._record(conn, messages, how)
 
 
 async def test_a_handler_idempotent_by_content_gets_every_message_and_no_inbox(

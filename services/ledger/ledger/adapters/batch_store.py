@@ -4,18 +4,18 @@
 and its appends buffered:
 
 1. `preload(commands)`: one pipelined round trip locks the batch's accounts and the heads of every
-   stream the batch touches
-   (`FOR UPDATE`, in stream order, so that two batches lock in the same order), reads their events after
-   the cached aggregates' versions (a cached aggregate is checked against its head's version and last
-   event id), which accounts are open, where the payment ids are recorded and the
-   cancellations waiting for them. (A batch with cancellations first looks up which streams their
+   stream the batch touches (in account and stream order, so that two batches lock in the same order),
+   reads their events after the cached aggregates' versions (a cached aggregate is checked against its
+   head's version and last event id), which accounts are open, where the payment ids are recorded and
+   the cancellations waiting for them. (A batch with cancellations first looks up which streams their
    payments are on: one more round trip.)
 2. The messages are decided one by one, in order, by their streams' `ServiceLedger`s; each append is
    buffered, and later messages of the batch see what earlier ones did (the aggregates are the same
    objects; the payment index and the open accounts are updated in memory).
-3. `flush()` takes the events table's append lock and writes the buffer as three multi-row statements (events in order, stream heads, payment
-   index), sent without waiting when the runner pipelines its batch, and then the read models of what
-   it appended (`PgLedgerStore.project`: one more round trip, two or three multi-row upserts).
+3. `flush()` takes the events table's append lock and writes the buffer as three multi-row statements
+   (events in order, stream heads, payment index), sent without waiting when the runner pipelines its
+   batch, and then the read models of what it appended (`PgLedgerStore.project`: one more round trip,
+   two or three multi-row upserts).
 
 The rare paths (parking, a parked message applied, a stream or payment id the preload did not cover)
 flush the buffer and fall back to `PgLedgerStore`'s per-call queries, which then see everything the

@@ -223,8 +223,8 @@ class LedgerCommands:
         what was parked for the account, in arrival order."""
         _check_amount(command.opening_balance, "opening_balance")
         store = self._store
-        # The stream first, then the opening's record: the store's lock order (stream heads before
-        # the events table's and the account's locks).
+        # The stream first (its load takes the account's lock, then the stream head's, in the store's
+        # lock order), then the opening's record.
         loaded = await store.load(StreamKey(command.account_no, ELECTRICITY))
         await store.record_opening(command, source)
         try:
