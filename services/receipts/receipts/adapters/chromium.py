@@ -310,15 +310,20 @@ class ChromiumPdf:
                 except Exception as exc:
                     if tab is not None:
                         await tab.close()
-                    # The browser died under this bill (killed, crashed: Playwright may not know it yet):
-                    # start a new one and print the bill again, once.
+                    # The browser died under this bill (killed, crashed: Playwright may not know it yet),
+                    # or its page broke: print the bill again, once, on a new page (of a new browser).
                     dead = type(exc).__name__ == "TargetClosedError" or not (
                         self._browser is not None and self._browser.is_connected()
                     )
                     if dead:
                         await self._drop_browser()
-                    if dead and attempt == 1:
-                        log.warning("chromium died; restarting it", extra={"error": repr(exc)})
+                    if attempt == 1:
+                        log.warning(
+                            "chromium died; restarting it"
+                            if dead
+                            else "a page failed; printing on a new one",
+                            extra={"error": repr(exc)},
+                        )
                         continue
                     raise
                 if context is self._context:
@@ -345,9 +350,11 @@ class ChromiumPdf:
             async with asyncio.timeout(self.timeout_s):
                 await tab.blank()
         except Exception:
+            # Closed only if still idle: a bill may have taken the page meanwhile (it waits for the lock);
+            # a page that is broken fails that bill, which closes it and prints again.
             if tab in self._idle:
                 self._idle.remove(tab)
-            await tab.close()
+                await tab.close()
 
     async def _drop_browser(self) -> None:
         browser, self._browser, self._context, self._idle = self._browser, None, None, []

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 import pypdf
+import pytest
 
 from contracts.envelope import Envelope
 from contracts.events import accounts as acc
@@ -156,7 +157,9 @@ def mails_to(address: str) -> list[Any]:
     return [m for m in read_messages(os.environ["SMTP_SINK_DIR"]) if address in str(m.get("X-RcptTo", ""))]
 
 
-async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(receipts: Any) -> None:
+async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
+    receipts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     s = receipts
     no = s.new_account_no()
     year = random.randint(2100, 2199)  # the tariff catalog is shared: our own years keep it ours
@@ -555,7 +558,12 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(rece
     assert again_batched[0] == bytes(stored)
     receipt_id = uuid.UUID(bill["receipt_id"])
     await s.fetch("DELETE FROM receipt_pdfs WHERE receipt_id = %s RETURNING 1", (receipt_id,))
+    caplog.clear()
     fresh = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(alice))
+    fallbacks = [
+        r.__dict__.get("error") for r in caplog.records if "chromium could not print" in r.getMessage()
+    ]
+    assert fallbacks == [], f"the download was printed by WeasyPrint: Chromium failed with {fallbacks}"
     assert pdf_text(fresh.content) == (pages, text)
     assert fresh.content == await asyncio.to_thread(rendering.render_pdf, in_order[0])  # alone: same bytes
     assert await s.fetch("SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s", (receipt_id,)) == [(1,)]

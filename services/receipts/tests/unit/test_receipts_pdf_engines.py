@@ -127,6 +127,27 @@ def test_chromium_dates_the_pdf_by_the_bill_and_restarts_a_dead_browser(engine: 
 
 
 @needs_chromium
+@pytest.mark.parametrize("engine", ["chromium"], indirect=True)
+def test_a_page_that_fails_is_replaced_and_the_bill_still_printed_by_chromium(
+    engine: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(chromium, "IDLE_BLANK_S", 3600.0)  # the idle page stays as it is
+    snapshot = bill("100200300403")
+    first = rendering.render_pdf(snapshot)
+    browser = rendering.chromium_engine()
+    assert browser is not None and browser._idle
+    launches = browser.launches
+    for tab in browser._idle:
+        tab.frame_id = "no-such-frame"  # its next document can't be set: the page is broken
+    again = rendering.render_pdf(snapshot)
+    assert again == first  # printed by Chromium on a new page, not by WeasyPrint
+    assert browser.launches == launches  # the browser stays
+    messages = [r.getMessage() for r in caplog.records]
+    assert "a page failed; printing on a new one" in messages
+    assert not any("WeasyPrint" in m for m in messages)
+
+
+@needs_chromium
 def test_chromium_serves_several_bills_at_once_within_its_bound() -> None:
     before = rendering.engine_config()
     rendering.configure(rendering.EngineConfig(engine="chromium", chromium_pages=2, timeout_s=60.0))
