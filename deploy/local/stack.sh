@@ -156,7 +156,9 @@ stop_pid() {
 launch() {
   local name=$1 pidfile=$2 logfile=$3; shift 3
   printf '\n===== %s starting at %s =====\n' "$name" "$(date -Is)" >>"$logfile"
-  setsid "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
+  # No inherited descriptors but the standard three: a daemon that kept a caller's lock file open (flock
+  # runs its command with the lock on fd 3) would hold that lock for as long as it runs.
+  setsid "$@" >>"$logfile" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   echo $! >"$pidfile"
 }
 
@@ -483,7 +485,7 @@ pg_start() {
     touch "$logfile"
     if ((EUID == 0)); then chown postgres "$logfile"; fi
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -l "$logfile" -w -t "$READY_TIMEOUT" start >/dev/null 9>&- \
+    as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -l "$logfile" -w -t "$READY_TIMEOUT" start >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- \
       || { show_log "$logfile"; die "PostgreSQL did not start"; }
     head -n 1 "$PG_DATA/postmaster.pid" >"$RUN_DIR/postgres.pid"
   fi

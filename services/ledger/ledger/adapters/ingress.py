@@ -90,7 +90,7 @@ class BackofficeIngress(_LedgerInput, IngressHandler):
         cache: AggregateCache | None = None,
         topics: tuple[str, ...] | None = None,
     ) -> None:
-        super().__init__(config, dead_letters, cache or AggregateCache(50_000))
+        super().__init__(config, dead_letters, cache if cache is not None else AggregateCache(50_000))
         if topics is not None:
             self.topics = topics  # type: ignore[misc]
 
@@ -130,7 +130,7 @@ class UpstreamIngress(_LedgerInput, Projection):
         cache: AggregateCache | None = None,
         topics: tuple[str, ...] | None = None,
     ) -> None:
-        super().__init__(config, dead_letters, cache or AggregateCache(50_000))
+        super().__init__(config, dead_letters, cache if cache is not None else AggregateCache(50_000))
         if topics is not None:
             self.topics = topics  # type: ignore[misc]
 

@@ -110,7 +110,7 @@ class Cached:
 
 class AggregateCache:
     """A bounded LRU of aggregates, weighed by their events (an aggregate's memory grows with its
-    stream: ~0.5 KB per event), shared by the worker's inputs.
+    stream: ~0.25 KB per event, see domain/shared.py), shared by the worker's inputs.
 
     Sharing is safe because a cached aggregate is only trusted after it was checked against the stream
     under the stream's lock (see `catch_up`): whoever moved it last, and whether that transaction
@@ -121,6 +121,7 @@ class AggregateCache:
         self._entries: OrderedDict[str, Cached] = OrderedDict()
         self._weights: dict[str, int] = {}
         self.events = 0
+        self.evictions = 0
 
     def get(self, stream_id: str) -> Cached | None:
         entry = self._entries.get(stream_id)
@@ -137,6 +138,7 @@ class AggregateCache:
         while self.events > self._max and len(self._entries) > 1:
             evicted, _ = self._entries.popitem(last=False)
             self.events -= self._weights.pop(evicted)
+            self.evictions += 1
 
     def drop(self, stream_id: str) -> None:
         if self._entries.pop(stream_id, None) is not None:

@@ -20,6 +20,7 @@ from typing import Literal
 from contracts.money import from_tiyn, to_tiyn
 from ledger.domain.errors import InvalidLedgerEvent
 from ledger.domain.period import Period
+from ledger.domain.shared import shared
 
 _MONEY_LIMIT = Decimal("1e13")
 
@@ -100,7 +101,7 @@ class AccrualPosted:
         _checked_period(self.period)
         _set(self, "amount", checked_money(self.amount, "amount", "non_negative"))
         if self.tariff is not None:
-            _checked_text(self.tariff, "tariff")
+            _set(self, "tariff", shared(_checked_text(self.tariff, "tariff")))
         _set(self, "consumption_kwh", checked_money(self.consumption_kwh, "consumption_kwh", "non_negative"))
         if not isinstance(self.estimated, bool):
             raise InvalidLedgerEvent("estimated must be a bool")
@@ -119,7 +120,7 @@ class CorrectionPosted:
         _checked_id(self.correction_id, "correction_id")
         _checked_period(self.period)
         _set(self, "amount", checked_money(self.amount, "amount"))
-        _checked_text(self.reason, "reason")
+        _set(self, "reason", shared(_checked_text(self.reason, "reason")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +142,8 @@ class PaymentReceived:
         if Period.of_date(self.paid_on) != self.period:
             raise InvalidLedgerEvent(f"period {self.period} is not the month of paid_on {self.paid_on}")
         _set(self, "amount", checked_money(self.amount, "amount", "positive"))
-        _checked_text(self.bank, "bank")
+        _set(self, "bank", shared(_checked_text(self.bank, "bank")))
+        _set(self, "paid_on", shared(self.paid_on))
 
     @classmethod
     def of(cls, payment_id: str, paid_on: date, amount: Decimal, bank: str) -> PaymentReceived:
@@ -159,7 +161,7 @@ class PaymentReversed:
 
     def __post_init__(self) -> None:
         _checked_id(self.payment_id, "payment_id")
-        _checked_text(self.reason, "reason")
+        _set(self, "reason", shared(_checked_text(self.reason, "reason")))
 
 
 LedgerEvent = OpeningBalanceSet | AccrualPosted | CorrectionPosted | PaymentReceived | PaymentReversed

@@ -51,7 +51,7 @@ class Period:
         """
         if isinstance(day, datetime):
             raise TypeError("Period.of_date takes a date; use Period.of_instant for a datetime")
-        return cls(day.year, day.month)
+        return _month(day.year, day.month) if cls is Period else cls(day.year, day.month)
 
     @classmethod
     def of_instant(cls, instant: datetime) -> Period:
@@ -107,6 +107,12 @@ class Period:
 def period_of_instant(instant: datetime) -> Period:
     """The Almaty calendar month of an aware instant (typically a UTC timestamp)."""
     return Period.of_instant(instant)
+
+
+@functools.lru_cache(maxsize=4096)
+def _month(year: int, month: int) -> Period:
+    """One Period object per month (events held by the aggregate cache share them)."""
+    return Period(year, month)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -240,6 +240,8 @@ async def test_inline_read_models_equal_the_event_store_after_every_batch(
             assert await differences(conn) == [], f"after batch {i}"
         await apply(conn, backoffice, upstream, scenario.openings_left(), one_by_one=False)
         assert await differences(conn) == []
+        # Both inputs used the cache they were given (an empty one too), within its bound.
+        assert cache.evictions > 0 and cache.events > 0 and (cache.events <= 200 or len(cache) == 1)
 
         # Everything parked was applied once its account opened: the totals are the inputs', exactly.
         cur = await conn.execute("SELECT count(*) FROM ledger_parked WHERE waiting_for = 'account'")
