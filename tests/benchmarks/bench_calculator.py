@@ -71,12 +71,10 @@ from calculator.domain.tariffs import seed_catalog
 from calculator.settings import MIGRATIONS_DIR
 from calculator.worker import Components
 from contracts import backoffice
-from contracts.backoffice import PeriodClosed
-from contracts.envelope import IngressEnvelope
 from contracts.events.calculator import ReadingSubmitted
-from service_runtime.consumers import IngressMessage
 from service_runtime.db import Connection, open_pool
 from service_runtime.migrations import migrate_to_head
+from tests.support.messages import period_closed_message
 from tests.support.stack import REPO, load_stack_env
 
 TIYN = Decimal("0.01")
@@ -154,21 +152,7 @@ async def bench_billing(accounts: int, batch_size: int, concurrency: int = 2) ->
             concurrency=concurrency,
             progress_every=max(accounts // 4, 1),
         )
-        message = IngressMessage(
-            IngressEnvelope(
-                event_id=uuid.uuid4(),
-                event_type="PeriodClosed",
-                schema_version=1,
-                occurred_at=dt.datetime.now(dt.UTC),
-                producer="backoffice",
-                payload={"period": period},
-            ),
-            PeriodClosed(period=period),
-            period,
-            "backoffice.billing.v1",
-            0,
-            0,
-        )
+        message = period_closed_message(period)
         async with pool.connection() as conn:  # the pool's connections' backends
             cur = await conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
             pids = [int(p) for (p,) in await cur.fetchall()]

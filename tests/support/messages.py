@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from contracts.envelope import Envelope
+from contracts.backoffice import PeriodClosed
+from contracts.envelope import Envelope, IngressEnvelope
 from contracts.registry import registry
+from service_runtime.consumers import IngressMessage
 
 
 def backoffice_message(
@@ -46,3 +48,16 @@ def canonical_envelope(stream_id: str, version: int, payload: BaseModel, produce
         producer=producer,
         payload=payload.model_dump(mode="json"),
     )
+
+
+def period_closed_message(period: str) -> IngressMessage:
+    """The back-office's PeriodClosed as the calculator's ingress handler receives it (parsed)."""
+    envelope = IngressEnvelope(
+        event_id=uuid.uuid4(),
+        event_type="PeriodClosed",
+        schema_version=1,
+        occurred_at=datetime.now(UTC),
+        producer="backoffice",
+        payload={"period": period},
+    )
+    return IngressMessage(envelope, PeriodClosed(period=period), period, "backoffice.billing.v1", 0, 0)

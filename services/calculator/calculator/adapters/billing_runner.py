@@ -189,19 +189,19 @@ class BillingRunner:
         async def lane() -> None:
             while not self._stopping:
                 async with self._pool.connection() as conn, conn.transaction():
+                    # Claim and mark done in one statement: the marks commit with the batch's charges
+                    # (a failed batch rolls them back), and other lanes skip the claimed rows meanwhile.
                     cur = await conn.execute(
-                        "SELECT account_no FROM billing_run_items WHERE period = %s AND NOT done"
-                        " ORDER BY account_no LIMIT %s FOR UPDATE SKIP LOCKED",
-                        (period, self._batch_size),
+                        "WITH claimed AS MATERIALIZED (SELECT account_no FROM billing_run_items"
+                        " WHERE period = %s AND NOT done ORDER BY account_no LIMIT %s FOR UPDATE SKIP LOCKED)"
+                        " UPDATE billing_run_items i SET done = true FROM claimed c"
+                        " WHERE i.period = %s AND i.account_no = c.account_no RETURNING i.account_no",
+                        (period, self._batch_size, period),
                     )
-                    batch = [str(r[0]) for r in await cur.fetchall()]
+                    batch = sorted(str(r[0]) for r in await cur.fetchall())
                     if not batch:
                         return
                     outcomes = await self._billing.bill_accounts(conn, period, batch)
-                    await conn.execute(
-                        "UPDATE billing_run_items SET done = true WHERE period = %s AND account_no = ANY(%s)",
-                        (period, batch),
-                    )
                 for outcome in outcomes.values():
                     BILLING_ACCOUNTS.labels(outcome).inc()
                     tally[outcome] += 1

@@ -211,7 +211,11 @@ class PeriodClosedIngress(IngressHandler):
 
     Closing a period that has not ended yet (its last day is after today in Almaty) is refused (DLQ).
     A duplicate or repeated close re-opens the run: every account already billed is skipped, so it
-    changes nothing. CorrectionIssued on the same topic is the ledger's and is ignored here.
+    changes nothing. It keeps the run's list of accounts (`populated_at`): the accounts that became
+    known since it was made are added by `BillingRunner.sync_new_accounts` (each new account is
+    `billing_synced = false` until it is in every populated run of its periods), so listing every
+    account again found nothing more and cost a conflicting insert per account of the whole register.
+    CorrectionIssued on the same topic is the ledger's and is ignored here.
     """
 
     name: ClassVar[str] = "billing-ingress"
@@ -233,7 +237,7 @@ class PeriodClosedIngress(IngressHandler):
         await conn.execute(
             "INSERT INTO billing_runs (period, closed_at, requested_at) VALUES (%s, %s, now())"
             " ON CONFLICT (period) DO UPDATE SET closed_at = greatest(billing_runs.closed_at, excluded.closed_at),"
-            " requested_at = now(), populated_at = NULL, completed_at = NULL",
+            " requested_at = now(), completed_at = NULL",
             (p.period, message.envelope.occurred_at),
         )
         await conn.execute("SELECT pg_notify('calculator_billing_runs', %s)", (p.period,))

@@ -122,13 +122,25 @@ class OwnEvents:
         repeated event id fails it the same way: exactly once). This is `EventStore.append` for many
         streams in a fixed number of round trips: one query for the streams' versions, one multi-row
         `INSERT ... SELECT FROM unnest(...)` of the events and one per mirror table
-        (`_project_many`), whatever the batch size (see the README: a runtime proposal).
+        (`_project_billing_rows`), whatever the batch size (see the README: a runtime proposal).
+
+        The append lock serializes every writer of `events` until its commit, so it is taken as late as
+        possible: a batch of the billing run's own kinds (`_billing_rows`) writes its mirror tables first
+        (they need no event position, only the deterministic event ids), and holds the lock only for the
+        versions query and the events' insert. Anything else is projected after the insert, as before.
         """
         if not items:
             return 0
+        appended = [(new_id, payload) for _, events in items for payload, new_id in events]
         async with conn.transaction():
+            rows = _billing_rows(appended)
+            if rows is not None:
+                await _project_billing_rows(conn, rows)
             await lock_for_append(conn)  # positions must commit in order for the relay
-            return await self._insert_many(conn, items)
+            count = await self._insert_many(conn, items)
+            if rows is None:
+                await self._project_each(conn, appended)
+            return count
 
     async def _insert_many(
         self, conn: Connection, items: Sequence[tuple[str, Sequence[tuple[BaseModel, uuid.UUID]]]]
@@ -147,7 +159,7 @@ class OwnEvents:
         stream_versions: list[int] = []
         topics: list[str] = []
         payloads: list[str] = []
-        appended: list[tuple[uuid.UUID, BaseModel]] = []
+        appended: list[BaseModel] = []
         for stream, events in items:
             version = versions.get(stream, 0)
             for payload, new_id in events:
@@ -160,7 +172,7 @@ class OwnEvents:
                 stream_versions.append(version)
                 topics.append(spec.topic)
                 payloads.append(payload.model_dump_json())  # stored as jsonb: the same value
-                appended.append((new_id, payload))
+                appended.append(payload)
         await conn.execute(
             "INSERT INTO events (event_id, event_type, schema_version, stream_id, stream_version, topic,"
             " payload, occurred_at, correlation_id, causation_id, producer)"
@@ -180,86 +192,7 @@ class OwnEvents:
                 payloads,
             ),
         )
-        await self._project_many(conn, appended)
         return len(appended)
-
-    async def _project_many(self, conn: Connection, appended: Sequence[tuple[uuid.UUID, BaseModel]]) -> None:
-        """`project()` for a batch, set-based: one statement per mirror table. It handles the billing
-        run's events (ChargeCalculated, true-up EstimateReversed, PeriodBilled); a batch with anything
-        else (a reading, an adjustment) goes through `project()` event by event, in order. The result is
-        the same as projecting the events one by one in order (a test compares it with `rebuild()`)."""
-        charges: list[tuple[uuid.UUID, ChargeCalculated]] = []
-        reversals: list[EstimateReversed] = []
-        billed: dict[tuple[str, str], PeriodBilled] = {}
-        for new_id, payload in appended:
-            if isinstance(payload, ChargeCalculated):
-                charges.append((new_id, payload))
-            elif isinstance(payload, EstimateReversed) and adjusted_charge_id(payload.correction_id) is None:
-                reversals.append(payload)
-            elif isinstance(payload, PeriodBilled):
-                billed[(payload.account_no, payload.period)] = payload  # the last one wins, as in order
-            else:
-                await self._project_each(conn, appended)
-                return
-        if charges:
-            rows = [_charge_row(new_id, c) for new_id, c in charges]
-            await conn.execute(
-                "INSERT INTO charges (charge_id, account_no, period, estimated, reading_id, from_date, to_date,"
-                " days, consumption_kwh, tariff_option_applied, net_total, vat, total, event_id)"
-                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::date[],"
-                " %b::date[], %b::int[], %b::numeric[], %b::text[], %b::numeric[], %b::numeric[],"
-                " %b::numeric[], %b::uuid[]) ON CONFLICT (charge_id) DO NOTHING",
-                tuple(list(column) for column in zip(*rows, strict=True)),
-            )
-            actual = [
-                (c.charge_id.removeprefix("chg-"), c.consumption_kwh) for _, c in charges if not c.estimated
-            ]
-            if actual:
-                await conn.execute(
-                    "UPDATE readings r SET consumption_kwh = u.kwh"
-                    " FROM unnest(%b::text[], %b::numeric[]) AS u(reading_id, kwh)"
-                    " WHERE r.reading_id = u.reading_id AND r.consumption_kwh IS NULL",
-                    ([a for a, _ in actual], [k for _, k in actual]),
-                )
-        if reversals:
-            await conn.execute(
-                "INSERT INTO estimate_reversals (correction_id, account_no, period, amount, reading_id,"
-                " reversed_charge_ids) SELECT u.correction_id, u.account_no, u.period, u.amount,"
-                " u.reading_id, ARRAY(SELECT jsonb_array_elements_text(u.reversed))"
-                " FROM unnest(%b::text[], %b::text[], %b::text[], %b::numeric[], %b::text[], %b::jsonb[])"
-                " AS u(correction_id, account_no, period, amount, reading_id, reversed)"
-                " ON CONFLICT DO NOTHING",
-                (
-                    [e.correction_id for e in reversals],
-                    [e.account_no for e in reversals],
-                    [e.period for e in reversals],
-                    [e.amount for e in reversals],
-                    [e.correction_id.removeprefix("rev-") for e in reversals],
-                    [orjson.dumps(list(e.reversed_charge_ids)).decode() for e in reversals],
-                ),
-            )
-            # Each charge is reversed once (by its own true-up); a later reversal in order wins.
-            reversed_by = {cid: e.correction_id for e in reversals for cid in e.reversed_charge_ids}
-            await conn.execute(
-                "UPDATE charges c SET reversed_by = u.correction_id"
-                " FROM unnest(%b::text[], %b::text[]) AS u(charge_id, correction_id)"
-                " WHERE c.charge_id = u.charge_id",
-                (list(reversed_by), list(reversed_by.values())),
-            )
-        if billed:
-            done = list(billed.values())
-            await conn.execute(
-                "INSERT INTO period_billing (account_no, period, status, charge_ids, updated_at)"
-                " SELECT u.account_no, u.period, 'billed', ARRAY(SELECT jsonb_array_elements_text(u.ids)),"
-                " now() FROM unnest(%b::text[], %b::text[], %b::jsonb[]) AS u(account_no, period, ids)"
-                " ON CONFLICT (account_no, period) DO UPDATE"
-                " SET status = 'billed', charge_ids = excluded.charge_ids, updated_at = now()",
-                (
-                    [b.account_no for b in done],
-                    [b.period for b in done],
-                    [orjson.dumps(list(b.charge_ids)).decode() for b in done],
-                ),
-            )
 
     async def _project_each(self, conn: Connection, appended: Sequence[tuple[uuid.UUID, BaseModel]]) -> None:
         cur = await conn.execute(
@@ -386,6 +319,100 @@ class OwnEvents:
                 )
                 await self.project(conn, self.store.upcast(str(row[10]), envelope))
         return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _BillingRows:
+    """A batch's events of the billing run's kinds, grouped for their mirror tables."""
+
+    charges: list[tuple[uuid.UUID, ChargeCalculated]]
+    reversals: list[EstimateReversed]
+    billed: list[PeriodBilled]
+
+
+def _billing_rows(appended: Sequence[tuple[uuid.UUID, BaseModel]]) -> _BillingRows | None:
+    """The batch grouped for `_project_billing_rows` when it holds only the billing run's kinds
+    (ChargeCalculated, true-up EstimateReversed, PeriodBilled); None when it holds anything else (a
+    reading, an adjustment): such a batch is projected event by event, in order."""
+    charges: list[tuple[uuid.UUID, ChargeCalculated]] = []
+    reversals: list[EstimateReversed] = []
+    billed: dict[tuple[str, str], PeriodBilled] = {}
+    for new_id, payload in appended:
+        if isinstance(payload, ChargeCalculated):
+            charges.append((new_id, payload))
+        elif isinstance(payload, EstimateReversed) and adjusted_charge_id(payload.correction_id) is None:
+            reversals.append(payload)
+        elif isinstance(payload, PeriodBilled):
+            billed[(payload.account_no, payload.period)] = payload  # the last one wins, as in order
+        else:
+            return None
+    return _BillingRows(charges, reversals, list(billed.values()))
+
+
+async def _project_billing_rows(conn: Connection, rows: _BillingRows) -> None:
+    """`OwnEvents.project()` for a batch of the billing run's kinds, set-based: one statement per mirror
+    table. The result is the same as projecting the events one by one in order (a test compares it with
+    `rebuild()`)."""
+    charges, reversals = rows.charges, rows.reversals
+    if charges:
+        charge_rows = [_charge_row(new_id, c) for new_id, c in charges]
+        await conn.execute(
+            "INSERT INTO charges (charge_id, account_no, period, estimated, reading_id, from_date, to_date,"
+            " days, consumption_kwh, tariff_option_applied, net_total, vat, total, event_id)"
+            " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bool[], %b::text[], %b::date[],"
+            " %b::date[], %b::int[], %b::numeric[], %b::text[], %b::numeric[], %b::numeric[],"
+            " %b::numeric[], %b::uuid[]) ON CONFLICT (charge_id) DO NOTHING",
+            tuple(list(column) for column in zip(*charge_rows, strict=True)),
+        )
+        actual = [
+            (c.charge_id.removeprefix("chg-"), c.consumption_kwh) for _, c in charges if not c.estimated
+        ]
+        if actual:
+            await conn.execute(
+                "UPDATE readings r SET consumption_kwh = u.kwh"
+                " FROM unnest(%b::text[], %b::numeric[]) AS u(reading_id, kwh)"
+                " WHERE r.reading_id = u.reading_id AND r.consumption_kwh IS NULL",
+                ([a for a, _ in actual], [k for _, k in actual]),
+            )
+    if reversals:
+        await conn.execute(
+            "INSERT INTO estimate_reversals (correction_id, account_no, period, amount, reading_id,"
+            " reversed_charge_ids) SELECT u.correction_id, u.account_no, u.period, u.amount,"
+            " u.reading_id, ARRAY(SELECT jsonb_array_elements_text(u.reversed))"
+            " FROM unnest(%b::text[], %b::text[], %b::text[], %b::numeric[], %b::text[], %b::jsonb[])"
+            " AS u(correction_id, account_no, period, amount, reading_id, reversed)"
+            " ON CONFLICT DO NOTHING",
+            (
+                [e.correction_id for e in reversals],
+                [e.account_no for e in reversals],
+                [e.period for e in reversals],
+                [e.amount for e in reversals],
+                [e.correction_id.removeprefix("rev-") for e in reversals],
+                [orjson.dumps(list(e.reversed_charge_ids)).decode() for e in reversals],
+            ),
+        )
+        # Each charge is reversed once (by its own true-up); a later reversal in order wins.
+        reversed_by = {cid: e.correction_id for e in reversals for cid in e.reversed_charge_ids}
+        await conn.execute(
+            "UPDATE charges c SET reversed_by = u.correction_id"
+            " FROM unnest(%b::text[], %b::text[]) AS u(charge_id, correction_id)"
+            " WHERE c.charge_id = u.charge_id",
+            (list(reversed_by), list(reversed_by.values())),
+        )
+    if rows.billed:
+        done = rows.billed
+        await conn.execute(
+            "INSERT INTO period_billing (account_no, period, status, charge_ids, updated_at)"
+            " SELECT u.account_no, u.period, 'billed', ARRAY(SELECT jsonb_array_elements_text(u.ids)),"
+            " now() FROM unnest(%b::text[], %b::text[], %b::jsonb[]) AS u(account_no, period, ids)"
+            " ON CONFLICT (account_no, period) DO UPDATE"
+            " SET status = 'billed', charge_ids = excluded.charge_ids, updated_at = now()",
+            (
+                [b.account_no for b in done],
+                [b.period for b in done],
+                [orjson.dumps(list(b.charge_ids)).decode() for b in done],
+            ),
+        )
 
 
 def _charge_row(new_id: uuid.UUID, c: ChargeCalculated) -> tuple[Any, ...]:

@@ -273,41 +273,28 @@ class BillingService:
     ) -> dict[str, BillOutcome]:
         """Bill a batch of accounts for a closed period, in the caller's transaction (set-based reads, one
         multi-row append for the batch). Re-running it for billed accounts changes nothing."""
-        first, following = period_bounds(period)
         outcomes: dict[str, BillOutcome] = {}
         catalog = await self.catalog.load(conn)
-        cur = await conn.execute(
-            "SELECT account_no FROM accounts WHERE account_no = ANY(%s) ORDER BY account_no FOR UPDATE",
-            (account_nos,),
-        )
-        locked = [str(a) for (a,) in await cur.fetchall()]
-        cur = await conn.execute(
-            "SELECT account_no, status FROM period_billing WHERE period = %s AND account_no = ANY(%s)",
-            (period, account_nos),
-        )
-        status = {str(a): str(s) for a, s in await cur.fetchall()}
-        cur = await conn.execute(
-            "SELECT r.account_no, count(*) FROM readings r"
-            " WHERE r.account_no = ANY(%s) AND r.reading_date >= %s AND r.reading_date < %s"
-            " AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.reading_id = r.reading_id)"
-            " AND NOT EXISTS (SELECT 1 FROM rating_failures f WHERE f.reading_id = r.reading_id)"
-            " GROUP BY r.account_no",
-            (account_nos, first, following),
-        )
-        unrated = {str(a): int(n) for a, n in await cur.fetchall()}
-        cur = await conn.execute(
-            "SELECT account_no, charge_id FROM charges WHERE account_no = ANY(%s) AND period = %s"
-            " ORDER BY from_date, charge_id",
-            (locked, period),
-        )
+        async with conn.pipeline():  # one round trip: the lock first, then what the batch's state is
+            await conn.execute(
+                "SELECT account_no FROM accounts WHERE account_no = ANY(%s) ORDER BY account_no FOR UPDATE",
+                (account_nos,),
+            )
+            status_cur = await conn.execute(
+                "SELECT account_no, status FROM period_billing WHERE period = %s AND account_no = ANY(%s)",
+                (period, account_nos),
+            )
+            in_period_cur = await conn.execute(
+                "SELECT account_no, charge_id FROM charges WHERE account_no = ANY(%s) AND period = %s"
+                " ORDER BY from_date, charge_id",
+                (account_nos, period),
+            )
+        status = {str(a): str(s) for a, s in await status_cur.fetchall()}
         in_period: dict[str, list[str]] = defaultdict(list)
-        for a, charge_id in await cur.fetchall():
+        for a, charge_id in await in_period_cur.fetchall():
             in_period[str(a)].append(str(charge_id))
-        cur = await conn.execute(
-            "SELECT reading_id FROM charges WHERE account_no = ANY(%s) AND reading_id IS NOT NULL", (locked,)
-        )
-        rated_readings = {str(r[0]) for r in await cur.fetchall()}
-        facts = await load_many_facts(conn, locked)
+        facts = await load_many_facts(conn, account_nos)
+        unrated, rated_readings = await _unrated_and_rated(conn, facts, period)
         appends: list[tuple[str, list[tuple[BaseModel, uuid.UUID]]]] = []
         late: list[tuple[str, list[tuple[BaseModel, uuid.UUID]]]] = []
 
@@ -379,6 +366,47 @@ class BillingService:
             outcomes[account_no] = "estimated" if before else "billed"
         await self.own.bulk_append(conn, appends + late)
         return outcomes
+
+
+async def _unrated_and_rated(
+    conn: Connection, facts: dict[str, AccountFacts], period: str
+) -> tuple[dict[str, int], set[str]]:
+    """For a batch being billed: per account, its readings dated in the period that are neither rated nor
+    failed (the period must wait for them), and which of the readings covering the period (the first one
+    dated after it, `covering_reading`) are rated already. Asked only about the accounts and readings the
+    facts show (most accounts have neither: then no query at all)."""
+    first, following = period_bounds(period)
+    with_readings = [
+        no for no, f in facts.items() if any(first <= r.reading_date < following for r in f.readings)
+    ]
+    covering = [c.reading_id for f in facts.values() if (c := covering_reading(f, period)) is not None]
+    unrated: dict[str, int] = {}
+    rated: set[str] = set()
+    if not with_readings and not covering:
+        return unrated, rated
+    async with conn.pipeline():
+        unrated_cur = (
+            await conn.execute(
+                "SELECT r.account_no, count(*) FROM readings r"
+                " WHERE r.account_no = ANY(%s) AND r.reading_date >= %s AND r.reading_date < %s"
+                " AND NOT EXISTS (SELECT 1 FROM charges c WHERE c.reading_id = r.reading_id)"
+                " AND NOT EXISTS (SELECT 1 FROM rating_failures f WHERE f.reading_id = r.reading_id)"
+                " GROUP BY r.account_no",
+                (with_readings, first, following),
+            )
+            if with_readings
+            else None
+        )
+        rated_cur = (
+            await conn.execute("SELECT reading_id FROM charges WHERE reading_id = ANY(%s)", (covering,))
+            if covering
+            else None
+        )
+    if unrated_cur is not None:
+        unrated = {str(a): int(n) for a, n in await unrated_cur.fetchall()}
+    if rated_cur is not None:
+        rated = {str(r[0]) for r in await rated_cur.fetchall()}
+    return unrated, rated
 
 
 @dataclass
