@@ -27,6 +27,7 @@ from service_runtime.kafka import ensure_topics
 from service_runtime.logs import configure_logging
 from service_runtime.migrations import migrate_to_head
 from service_runtime.relay import OutboxRelay
+from service_runtime.scheduling import lower_cpu_priority
 from service_runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class WorkerSpec:
     # The cyclic garbage collector's thresholds once the worker has started (None: Python's defaults,
     # (700, 10, 10)). See `tune_gc`.
     gc_thresholds: tuple[int, int, int] | None = None
+    # A worker of background work (issuing bills after the money is posted) runs at this lower CPU
+    # priority, so that it yields to the money path on a shared machine (see `scheduling`); 0: normal.
+    niceness: int = 0
 
 
 def tune_gc(thresholds: tuple[int, int, int] | None) -> None:
@@ -67,6 +71,7 @@ def tune_gc(thresholds: tuple[int, int, int] | None) -> None:
 
 async def run_worker(spec: WorkerSpec) -> None:
     settings = spec.settings
+    lower_cpu_priority(spec.niceness)
     await asyncio.to_thread(migrate_to_head, spec.migrations_dir, settings.dsn)
     await _ensure_topics_with_retry(settings)
     pool = await open_pool(

@@ -39,6 +39,9 @@ class ReceiptsSettings(ServiceSettings):
     # Rendering PDFs at issue time (the worker's renderer, adapters/pdf_renderer.py).
     render_processes: int = Field(1, ge=0)  # render processes per worker; 0: the worker's own render thread
     render_niceness: int = Field(10, ge=0, le=19)  # render processes run at a lower CPU priority
+    # The worker itself (issuing bills, e-bills) too, though less so: a bill is issued once the ledger
+    # posted the period's charges, so it yields to the calculator and the ledger during a billing run.
+    worker_niceness: int = Field(5, ge=0, le=19)
     render_poll_interval_s: float = 5.0
     render_max_attempts: int = 5  # then the render is marked failed (a download renders it on demand)
     render_backoff_base_s: float = 10.0  # 10 s, 20 s, 40 s, ... capped at render_backoff_max_s

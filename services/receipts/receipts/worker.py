@@ -66,6 +66,7 @@ def worker_spec(settings: ReceiptsSettings | None = None) -> WorkerSpec:
         migrations_dir=MIGRATIONS_DIR,
         handlers=lambda: handlers(settings),
         background=lambda pool: background(settings, pool),
+        niceness=settings.worker_niceness,
     )
 
 

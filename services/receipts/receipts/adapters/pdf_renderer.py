@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +45,7 @@ from receipts.adapters.rendering import TEMPLATE_VERSION
 from receipts.settings import ReceiptsSettings
 from service_runtime.db import Connection
 from service_runtime.mail import Backoff
+from service_runtime.scheduling import lower_cpu_priority
 
 log = logging.getLogger(__name__)
 
@@ -328,25 +328,7 @@ def _start_render_process(niceness: int, engine: rendering.EngineConfig) -> None
     """A render process's initializer: lower its CPU priority (rendering ahead of downloads is background
     work; ingesting events and answering users come first; a Chromium started from here inherits it), set
     the engine and start it (the process's browser lives as long as the process; closed at its exit)."""
-    if niceness:
-        os.nice(niceness)
-        lower_scheduling_group(niceness)
+    # Its own session: the worker's scheduling group stays as it is (see service_runtime.scheduling).
+    lower_cpu_priority(niceness, own_session=True)
     rendering.configure(engine)
     rendering.warm_up()
-
-
-def lower_scheduling_group(niceness: int) -> bool:
-    """Give this process (and its Chromium) a scheduling group of its own at `niceness`.
-
-    With the kernel's autogroup scheduling on (Linux's default on many distributions), CPU time is first
-    shared between sessions and niceness only ranks the processes of one session: a niced render
-    process in the worker's session still took a session's full share from a billing run started in
-    another one. A new session is a new autogroup, whose own niceness is set here. False where the
-    kernel has no autogroups (nothing to do: niceness alone ranks processes)."""
-    try:
-        os.setsid()
-        with open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write(str(niceness))
-    except OSError:
-        return False
-    return True

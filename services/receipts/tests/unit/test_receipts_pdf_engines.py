@@ -391,10 +391,10 @@ def test_the_browser_of_a_low_priority_render_process_stays_at_that_priority() -
 
 
 def _scheduling_group_of_a_render_process(niceness: int) -> tuple[bool, str]:
-    from receipts.adapters.pdf_renderer import lower_scheduling_group
+    from service_runtime.scheduling import lower_cpu_priority
 
-    os.nice(niceness)
-    done = lower_scheduling_group(niceness)
+    done = lower_cpu_priority(niceness, own_session=True)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == niceness
     with open("/proc/self/autogroup") as autogroup:
         return done, autogroup.read()
 

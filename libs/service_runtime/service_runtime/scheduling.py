@@ -1,0 +1,41 @@
+"""A process's CPU priority: a worker that does background work yields the CPU to the rest.
+
+With the kernel's autogroup scheduling on (Linux's default on many distributions), CPU time is first
+shared between sessions, and a process's niceness only ranks it among the processes of its own
+session. So a lower priority is set twice: the process's niceness, and its session's scheduling group's
+(`/proc/self/autogroup`). On Kubernetes the pods' CPU requests share the node; there this does what
+the container allows (often only the niceness) and nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def lower_cpu_priority(niceness: int, *, own_session: bool = False) -> bool:
+    """Run this process (and what it starts) at `niceness` or lower priority, never higher.
+
+    `own_session`: start a session first (a new scheduling group, for a child process that must not
+    lower its parent's); without it, the group of the process's current session is lowered, so call it
+    only in a process that leads its session (as the local stack and containers start the workers).
+    Returns whether a scheduling group was set (False where the kernel has none, or refused)."""
+    if niceness <= 0:
+        return False
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    try:
+        if own_session:
+            os.setsid()
+        with open("/proc/self/autogroup", "r+") as autogroup:
+            group_nice = int(autogroup.read().split()[-1])
+            if niceness > group_nice:
+                autogroup.seek(0)
+                autogroup.write(str(niceness))
+    except OSError as exc:
+        log.info("no scheduling group of its own", extra={"error": repr(exc)})
+        return False
+    return True
