@@ -20,7 +20,8 @@ def lower_cpu_priority(niceness: int, *, own_session: bool = False) -> bool:
 
     `own_session`: start a session first (a new scheduling group, for a child process that must not
     lower its parent's); without it, the group of the process's current session is lowered, so call it
-    only in a process that leads its session (as the local stack and containers start the workers).
+    only where that session holds nothing but the worker (honcho starts each Procfile entry in a session
+    of its own, a container is one; a worker started from an interactive shell lowers that shell's).
     Returns whether a scheduling group was set (False where the kernel has none, or refused)."""
     if niceness <= 0:
         return False
