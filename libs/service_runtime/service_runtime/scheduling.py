@@ -40,3 +40,28 @@ def lower_cpu_priority(niceness: int, *, own_session: bool = False) -> bool:
         log.info("no scheduling group of its own", extra={"error": repr(exc)})
         return False
     return True
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux's PR_SET_PDEATHSIG).
+
+    For helper processes that start a session of their own (`lower_cpu_priority(own_session=True)`):
+    they are out of the parent's process group, so a supervisor that stops the parent's group (honcho,
+    a test run) would leave them, and their browsers, running. `parent_pid`: the parent it was started
+    by (if it is already gone, this process ends now). Returns False where it is not available.
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent_pid:  # the parent died before the call: nobody will send the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

@@ -45,7 +45,7 @@ from receipts.adapters.rendering import TEMPLATE_VERSION
 from receipts.settings import ReceiptsSettings
 from service_runtime.db import Connection
 from service_runtime.mail import Backoff
-from service_runtime.scheduling import lower_cpu_priority
+from service_runtime.scheduling import die_with_parent, lower_cpu_priority
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,11 @@ def _start_render_process(niceness: int, engine: rendering.EngineConfig) -> None
     """A render process's initializer: lower its CPU priority (rendering ahead of downloads is background
     work; ingesting events and answering users come first; a Chromium started from here inherits it), set
     the engine and start it (the process's browser lives as long as the process; closed at its exit)."""
-    # Its own session: the worker's scheduling group stays as it is (see service_runtime.scheduling).
+    # Its own session: the worker's scheduling group stays as it is (see service_runtime.scheduling);
+    # out of the worker's process group, so it ends when the worker does, however the worker ends.
     lower_cpu_priority(niceness, own_session=True)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)
     rendering.configure(engine)
     rendering.warm_up()
