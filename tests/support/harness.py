@@ -31,6 +31,7 @@ from service_runtime.kafka import ensure_topics
 from service_runtime.migrations import migrate_to_head
 from service_runtime.relay import OutboxRelay
 from service_runtime.settings import ServiceSettings
+from tests.support.offsets import start_at_the_end
 from tests.support.stack import eventually
 
 
@@ -74,7 +75,9 @@ class ServiceHarness:
         await ensure_topics(s.kafka_bootstrap_servers, partition_overrides=s.kafka_topic_partitions)
         self.pool = await open_pool(s.dsn, max_size=6, name=f"harness-{s.service_name}")
         if self._start_at_topic_end:
-            await self._store_end_offsets()
+            await start_at_the_end(
+                s.dsn, s.kafka_bootstrap_servers, f"{s.service_name}-{self.instance}", self._handlers()
+            )
         self.start_worker()
         if self._app_factory is not None:
             self.app = self._app_factory(s)
@@ -83,29 +86,6 @@ class ServiceHarness:
             transport = httpx.ASGITransport(app=self.app)
             self.client = httpx.AsyncClient(transport=transport, base_url=self._base_url)
         return self
-
-    async def _store_end_offsets(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.structs import TopicPartition
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
-        await consumer.start()
-        try:
-            rows = []
-            for handler in self._handlers():
-                consumer_id = f"{self.settings.service_name}-{self.instance}.{handler.name}"
-                for topic in handler.topics:
-                    await consumer._client.force_metadata_update()  # every topic, not only subscribed ones
-                    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-                    for tp, end in (await consumer.end_offsets(tps)).items():
-                        rows.append((consumer_id, tp.topic, tp.partition, end))
-        finally:
-            await consumer.stop()
-        async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES (%s, %s, %s, %s)",
-                rows,
-            )
 
     def start_worker(self) -> None:
         s = self.settings

@@ -9,8 +9,10 @@ the container allows (often only the niceness) and nothing more.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +55,6 @@ def die_with_parent(parent_pid: int) -> bool:
     a test run) would leave them, and their browsers, running. `parent_pid`: the parent it was started
     by (if it is already gone, this process ends now). Returns False where it is not available.
     """
-    import ctypes
-    import signal
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:

@@ -27,12 +27,9 @@ from contracts.events import accounts as acc
 from contracts.events.calculator import TOPIC as CALCULATOR_TOPIC
 from service_runtime.consumers import IngressHandler, IngressMessage, Projection
 from service_runtime.db import Connection
-from service_runtime.kafka import ensure_topics
-from service_runtime.migrations import migrate_to_head
 from tests.support.harness import ServiceHarness
 from tests.support.messages import backoffice_message as backoffice_message
 from tests.support.messages import canonical_envelope
-from tests.support.offsets import start_at_the_end
 from tests.support.stack import eventually, produce
 from tests.support.tokens import SigningKeys as Keys
 
@@ -299,16 +296,9 @@ async def calc(
         migrations_dir=MIGRATIONS_DIR,
         app_factory=create_app,
         handlers=lambda: own_closings_only(handlers(components, settings), settings),  # type: ignore[arg-type]
-    )
-    # Every consumer starts at its topics' current end (the accounts topic holds every earlier run's and
-    # benchmark's accounts: replaying them took longer than a test waits).
-    await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
-    await ensure_topics(kafka_bootstrap)
-    await start_at_the_end(
-        settings.dsn,
-        kafka_bootstrap,
-        f"{settings.service_name}-{harness.instance}",
-        handlers(components, settings),
+        # Every consumer starts at its topics' current end (the accounts topic holds every earlier run's
+        # and benchmark's accounts: replaying them took longer than a test waits).
+        start_at_topic_end=True,
     )
     async with harness as svc:
         assert svc.app is not None

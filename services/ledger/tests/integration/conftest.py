@@ -36,11 +36,8 @@ from ledger.adapters.streams import AggregateCache, StoreConfig
 from ledger.api import create_app
 from ledger.settings import MIGRATIONS_DIR, LedgerSettings
 from service_runtime.consumers import ConsumerRunner, IngressHandler, Projection
-from service_runtime.kafka import ensure_topics
-from service_runtime.migrations import migrate_to_head
 from tests.support.harness import ServiceHarness
 from tests.support.messages import backoffice_message, canonical_envelope
-from tests.support.offsets import start_at_the_end
 from tests.support.stack import eventually, produce
 from tests.support.tokens import SigningKeys as Keys
 
@@ -302,16 +299,9 @@ async def ledger(
             app_factory=create_app,  # type: ignore[arg-type]
             handlers=lambda: upstream.handlers(settings),
             runner_class=upstream.runner_class(),
-        )
-        # The harness's consumers start at the current end of their (shared) topics (tests use fresh
-        # accounts: the history is not needed, and other databases' ledger streams stay out).
-        await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
-        await ensure_topics(kafka_bootstrap)
-        await start_at_the_end(
-            settings.dsn,
-            kafka_bootstrap,
-            f"{settings.service_name}-{harness.instance}",
-            upstream.handlers(settings),
+            # The consumers start at the current end of their (shared) topics (tests use fresh accounts:
+            # the history is not needed, and other databases' ledger streams stay out).
+            start_at_topic_end=True,
         )
         async with harness as svc:
             assert svc.app is not None

@@ -22,9 +22,6 @@ import pytest
 from pydantic import BaseModel
 
 from contracts.envelope import Envelope
-from contracts.events import accounts as acc
-from contracts.events import calculator as calc
-from contracts.events import ledger as led
 from contracts.registry import registry
 from receipts.adapters.ebill_sender import EBillSender
 from receipts.adapters.pdf_renderer import PdfRenderer
@@ -32,15 +29,10 @@ from receipts.api import create_app
 from receipts.settings import MIGRATIONS_DIR, ReceiptsSettings
 from receipts.worker import handlers
 from service_runtime.eventstore import EventStore
-from service_runtime.kafka import ensure_topics
-from service_runtime.migrations import migrate_to_head
 from tests.support.harness import ServiceHarness
 from tests.support.messages import canonical_envelope
-from tests.support.offsets import end_offsets, seed_consumer_offsets
 from tests.support.stack import eventually, produce
 from tests.support.tokens import SigningKeys
-
-INPUT_TOPICS = (acc.TOPIC, led.TOPIC, calc.TOPIC)
 
 
 class ReceiptsStack:
@@ -150,11 +142,8 @@ async def receipts(make_database: Callable[[], str], kafka_bootstrap: str) -> As
         migrations_dir=MIGRATIONS_DIR,
         app_factory=lambda _: create_app(settings),
         handlers=lambda: handlers(settings),
+        start_at_topic_end=True,
     )
-    await asyncio.to_thread(migrate_to_head, MIGRATIONS_DIR, settings.dsn)
-    await ensure_topics(kafka_bootstrap)
-    start = await end_offsets(kafka_bootstrap, INPUT_TOPICS)
-    seed_consumer_offsets(settings.dsn, f"{settings.service_name}-{harness.instance}", handlers(), start)
     async with harness:
         stack = ReceiptsStack(harness, settings)
         try:
