@@ -63,9 +63,11 @@ def parse_message(data: bytes) -> EmailMessage:
     return message
 
 
-def read_messages(directory: str | os.PathLike[str]) -> list[EmailMessage]:
-    """All messages stored in ``directory``, oldest first. A missing directory holds none."""
-    return [parse_message(path.read_bytes()) for path in _message_files(Path(directory))]
+def read_messages(directory: str | os.PathLike[str], containing: bytes | None = None) -> list[EmailMessage]:
+    """All messages stored in ``directory``, oldest first (only those whose raw bytes hold ``containing``,
+    if given: a cheap filter before parsing). A missing directory holds none."""
+    raws = (path.read_bytes() for path in _message_files(Path(directory)))
+    return [parse_message(raw) for raw in raws if containing is None or containing in raw]
 
 
 def wait_for_message(

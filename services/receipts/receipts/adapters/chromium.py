@@ -11,6 +11,7 @@ downloaded one) driven by Playwright, on a private event loop in a daemon thread
 - Lazy: the browser starts at the first bill (or `warm_up`), not at import.
 - Restarted when it dies: a disconnected browser (killed, crashed, out of memory) is dropped and the next
   bill starts a new one; a bill that fails or times out closes its page (its renderer may be wedged).
+  A browser that fails to start is started once more before the bill falls back to WeasyPrint.
 - Bounded: at most `pages` bills in flight per process (one page each, reused from bill to bill); the others
   wait for a page.
 - A timeout per bill (`timeout_s`, the whole of load + print; a document of n bills gets n of them).
@@ -79,6 +80,8 @@ PDF_OPTIONS: dict[str, Any] = {
     "tagged": False,
     "outline": False,
 }
+LAUNCH_ATTEMPTS = 2  # a browser that fails to start is started once more before the caller falls back
+LAUNCH_RETRY_PAUSE_S = 1.0
 IDLE_BLANK_S = 1.0  # a page idle this long shows an empty document (see _Tab.blank)
 _BROWSER_NAMES = {b"chromium", b"chrome", b"chromium-browser", b"google-chrome"}
 _PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:\d{14}[+\-Z][0-9']*\)")
@@ -267,28 +270,43 @@ class ChromiumPdf:
                 from playwright.async_api import async_playwright
             except ImportError as exc:
                 raise ChromiumUnavailable("playwright is not installed") from exc
-            try:
-                if self._playwright is None:
-                    self._playwright = await async_playwright().start()
-                # Never a downloaded browser: always the given executable.
-                browser = await self._playwright.chromium.launch(
-                    executable_path=executable, args=list(ARGS), timeout=self.timeout_s * 1000
-                )
-                context = await browser.new_context(java_script_enabled=False, offline=True)
-                if self.route_requests:
-                    await context.route("**/*", _only_data_urls)
-            except Exception as exc:
-                # Perhaps the driver died: the next attempt starts a new one too.
-                driver, self._playwright = self._playwright, None
-                if driver is not None:
-                    with contextlib.suppress(Exception):
-                        await driver.stop()
-                raise ChromiumUnavailable(f"Chromium did not start: {exc!r}"[:1000]) from exc
+            for attempt in range(1, LAUNCH_ATTEMPTS + 1):
+                try:
+                    browser, context = await self._launch(async_playwright, executable)
+                    break
+                except Exception as exc:
+                    # Perhaps the driver died: the next attempt starts a new one too.
+                    driver, self._playwright = self._playwright, None
+                    if driver is not None:
+                        with contextlib.suppress(Exception):
+                            await driver.stop()
+                    if attempt == LAUNCH_ATTEMPTS:
+                        raise ChromiumUnavailable(f"Chromium did not start: {exc!r}"[:1000]) from exc
+                    # Once more before giving up: the caller would print with WeasyPrint for a while.
+                    log.warning("chromium did not start; trying again", extra={"error": repr(exc)[:1000]})
+                    await asyncio.sleep(LAUNCH_RETRY_PAUSE_S)
             self._browser, self._context = browser, context
             self.launches += 1
             self.hold_niceness()
             log.info("chromium started", extra={"executable": executable, "launches": self.launches})
             return context
+
+    async def _launch(self, async_playwright: Any, executable: str) -> tuple[Any, Any]:
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
+        # Never a downloaded browser: always the given executable.
+        browser = await self._playwright.chromium.launch(
+            executable_path=executable, args=list(ARGS), timeout=self.timeout_s * 1000
+        )
+        try:
+            context = await browser.new_context(java_script_enabled=False, offline=True)
+            if self.route_requests:
+                await context.route("**/*", _only_data_urls)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await browser.close()  # not left running behind a failed start
+            raise
+        return browser, context
 
     async def _render(self, html: str, timeout_s: float | None = None) -> bytes:
         timeout = self.timeout_s if timeout_s is None else timeout_s

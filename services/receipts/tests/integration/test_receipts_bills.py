@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import logging
 import os
 import random
 import uuid
@@ -130,6 +131,30 @@ def assert_fonts_embedded(pdf: bytes) -> None:
             assert "DejaVu" in str(font["/BaseFont"]), font
 
 
+def pdf_producer(pdf: bytes) -> str:
+    """Who printed it, for a failure's message: Chromium writes "Skia/PDF", WeasyPrint "WeasyPrint"."""
+    try:
+        metadata = pypdf.PdfReader(io.BytesIO(pdf)).metadata or {}
+        return f"{pdf[:8]!r}, {len(pdf)} bytes, producer {metadata.get('/Producer')!r}"
+    except Exception as exc:  # the message must not hide the comparison's failure
+        return f"{pdf[:8]!r}, {len(pdf)} bytes, unreadable ({exc!r})"
+
+
+def assert_same_pdf(actual: bytes, expected: bytes, what: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Byte-equal PDFs; if not, which comparison failed, who printed each, and what the engines logged (a
+    Chromium fallback, a batch printed bill by bill): a byte diff of two PDFs says none of that."""
+    if actual == expected:
+        return
+    engines = [
+        f"{r.name}: {r.getMessage()} {r.__dict__.get('error', '')}"
+        for r in caplog.records
+        if r.name.startswith("receipts.adapters") and r.levelno >= logging.INFO
+    ]
+    raise AssertionError(
+        f"{what}: {pdf_producer(actual)} != {pdf_producer(expected)}; the engines logged {engines}"
+    )
+
+
 async def insert_bill(s: Any, snapshot: dict[str, Any], *, priority: int = 0, later_s: int = 0) -> None:
     """A bill as issuing stores it, queued for its PDF (`later_s` after now: after the bills queued so far)."""
     await s.fetch(
@@ -154,13 +179,20 @@ def other_bills(s: Any, n: int) -> list[dict[str, Any]]:
 
 
 def mails_to(address: str) -> list[Any]:
-    return [m for m in read_messages(os.environ["SMTP_SINK_DIR"]) if address in str(m.get("X-RcptTo", ""))]
+    candidates = read_messages(os.environ["SMTP_SINK_DIR"], containing=address.encode())
+    return [m for m in candidates if address in str(m.get("X-RcptTo", ""))]
 
 
 async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
     receipts: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = receipts
+    caplog.set_level(logging.INFO, logger="receipts.adapters")  # the engines' starts, for a failure's message
+    # This process's Chromium (the API's on-demand renders, the prints again below) starts now: a start that
+    # fails says so here, not as a WeasyPrint PDF much later.
+    own_browser = rendering.chromium_engine()
+    assert own_browser is not None
+    await asyncio.to_thread(own_browser.start)
     no = s.new_account_no()
     year = random.randint(2100, 2199)  # the tariff catalog is shared: our own years keep it ours
     period, prev = f"{year}-03", f"{year}-02"
@@ -436,14 +468,16 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
     assert pages == 2
     assert no in text and money_text(closing) in text
     assert "ОБОРОТНАЯ СТОРОНА" in text and "Алмалинский РОЭС" in text
-    assert pdf_response.content == bytes(stored)  # a read of what the renderer stored
+    assert_same_pdf(
+        pdf_response.content, bytes(stored), "the download (a read of what the renderer stored)", caplog
+    )
     assert not any(o["account_no"] in text for o in others)  # nothing of the others in its batch
     assert "Skia" in str(
         pypdf.PdfReader(io.BytesIO(bytes(stored))).metadata["/Producer"]
     )  # Chromium printed it
     assert_fonts_embedded(bytes(stored))
     again = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(alice))
-    assert again.content == pdf_response.content
+    assert_same_pdf(again.content, pdf_response.content, "the second download", caplog)
     front_html = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}/html", headers=s.auth(alice))
     back_html = await s.api.get(
         f"/internal/v1/accounts/{no}/receipts/{period}/html?side=back", headers=s.auth(alice)
@@ -465,7 +499,9 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
     assert attachment.get_content_type() == "application/pdf"
     mail_pages, mail_text = pdf_text(attachment.get_content())
     assert mail_pages == 2 and no in mail_text and money_text(closing) in mail_text
-    assert attachment.get_content() == pdf_response.content  # the stored PDF
+    assert_same_pdf(
+        attachment.get_content(), pdf_response.content, "the e-bill's attachment (the stored PDF)", caplog
+    )
     await s.wait(
         "SELECT count(*) FROM ebill_deliveries WHERE sent_at IS NOT NULL AND email = %s", (email,), [(1,)]
     )
@@ -555,7 +591,7 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
     }  # as the renderer read them
     in_order = [snapshots[bill["receipt_id"]], *(snapshots[o["receipt_id"]] for o in others)]
     again_batched = await asyncio.to_thread(rendering.render_pdfs, in_order)
-    assert again_batched[0] == bytes(stored)
+    assert_same_pdf(again_batched[0], bytes(stored), "the batch printed again here", caplog)
     receipt_id = uuid.UUID(bill["receipt_id"])
     await s.fetch("DELETE FROM receipt_pdfs WHERE receipt_id = %s RETURNING 1", (receipt_id,))
     caplog.clear()
@@ -565,7 +601,10 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
     ]
     assert fallbacks == [], f"the download was printed by WeasyPrint: Chromium failed with {fallbacks}"
     assert pdf_text(fresh.content) == (pages, text)
-    assert fresh.content == await asyncio.to_thread(rendering.render_pdf, in_order[0])  # alone: same bytes
+    alone = await asyncio.to_thread(rendering.render_pdf, in_order[0])
+    assert_same_pdf(
+        fresh.content, alone, "the download on demand against the bill printed alone here", caplog
+    )
     assert await s.fetch("SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s", (receipt_id,)) == [(1,)]
 
     # --- another user's bill is a 404, never a 403 -----------------------------------------------------

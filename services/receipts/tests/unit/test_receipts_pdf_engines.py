@@ -165,6 +165,33 @@ def test_chromium_serves_several_bills_at_once_within_its_bound() -> None:
         rendering.configure(before)
 
 
+@needs_chromium
+def test_a_browser_that_fails_to_start_is_started_once_more_before_weasyprint(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(chromium, "LAUNCH_RETRY_PAUSE_S", 0.1)
+    real = chromium.find_chromium()
+    tried = tmp_path / "tried"
+    flaky = tmp_path / "flaky-chromium"  # fails its first start (a stalled machine, say), then is Chromium
+    flaky.write_text(
+        f'#!/bin/sh\nif [ ! -e "{tried}" ]; then touch "{tried}"; exit 1; fi\nexec "{real}" "$@"\n'
+    )
+    flaky.chmod(0o755)
+    before = rendering.engine_config()
+    rendering.configure(rendering.EngineConfig(engine="chromium", chromium_path=str(flaky), timeout_s=60.0))
+    try:
+        snapshot = bill("100200300404")
+        pdf = rendering.render_pdf(snapshot)
+        assert "Skia" in str((check_printed(pdf, snapshot).metadata or {}).get("/Producer", ""))
+        browser = rendering.chromium_engine()
+        assert browser is not None and browser.launches == 1 and tried.exists()
+        messages = [r.getMessage() for r in caplog.records]
+        assert "chromium did not start; trying again" in messages
+        assert not any("WeasyPrint" in m for m in messages)
+    finally:
+        rendering.configure(before)
+
+
 def test_without_chromium_the_bill_is_printed_by_weasyprint(caplog: pytest.LogCaptureFixture) -> None:
     before = rendering.engine_config()
     rendering.configure(rendering.EngineConfig(engine="chromium", chromium_path="/nonexistent/chromium"))
