@@ -619,7 +619,12 @@ cmd_services_start() {
     log "starting the services under honcho (log: $logfile)"
     # UV_NO_SYNC: the environment was synced by install; eleven concurrent 'uv run's need not re-check it.
     if [[ $INSTANCE != default ]]; then write_instance_procfile; fi
-    (cd "$REPO" && export UV_NO_SYNC=1 && launch honcho "$pidfile" "$logfile" \
+    # One machine for everything: the receipts renderer waits while the others use more than 0.6 cores (a
+    # PDF backlog otherwise costs the ledger's ingest ~20 %; services/receipts/README.md). Not in the env
+    # file: the tests' renderers don't wait, and Kubernetes leaves it off.
+    (cd "$REPO" && export UV_NO_SYNC=1 \
+      RECEIPTS_RENDER_YIELD_ABOVE_CORES="${RECEIPTS_RENDER_YIELD_ABOVE_CORES:-0.6}" \
+      && launch honcho "$pidfile" "$logfile" \
       uv run --no-sync honcho start --no-colour -f "$PROCFILE" -e "$ENV_FILE" -d "$REPO")
   fi
   local deadline=$((SECONDS + SERVICES_TIMEOUT))

@@ -42,6 +42,13 @@ class ReceiptsSettings(ServiceSettings):
     # The worker itself (issuing bills, e-bills) too, though less so: a bill is issued once the ledger
     # posted the period's charges, so it yields to the calculator and the ledger during a billing run.
     worker_niceness: int = Field(5, ge=0, le=19)
+    # Before each batch, the renderer waits while the rest of the machine (all but this worker and its render
+    # processes) uses more than this many cores: for one machine running everything (the local stack). 0:
+    # never (Kubernetes: /proc/stat is the node's; the pods' CPU requests share it). At most
+    # render_yield_max_s per batch, so a backlog still drains.
+    render_yield_above_cores: float = Field(0.0, ge=0)
+    render_yield_max_s: float = Field(30.0, ge=0)
+    render_yield_check_s: float = Field(1.0, gt=0)
     render_poll_interval_s: float = 5.0
     render_max_attempts: int = 5  # then the render is marked failed (a download renders it on demand)
     render_backoff_base_s: float = 10.0  # 10 s, 20 s, 40 s, ... capped at render_backoff_max_s

@@ -19,6 +19,9 @@ e-mail then reads the stored PDF.
 - What runs is bounded: at most one batch per slot is in flight, however long the queue. The backlog is
   rows in `pdf_renders`, never memory.
 - The loop wakes on `NOTIFY pdf_renders` (a trigger on insert) and polls every `render_poll_interval_s`.
+- It yields to the rest of the machine (`render_yield_above_cores`, off by default; the local stack, one
+  machine for everything, turns it on): before each batch, while others use more CPU than that, it waits,
+  for at most `render_yield_max_s` a batch (so a backlog still drains under constant load).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from receipts.adapters import rendering
+from receipts.adapters.machine_load import OthersLoad
 from receipts.adapters.pdfs import store_pdfs
 from receipts.adapters.rendering import TEMPLATE_VERSION
 from receipts.settings import ReceiptsSettings
@@ -57,6 +61,10 @@ PDF_RENDER_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0),
 )
 
+RENDER_YIELDS = Counter(
+    "receipts_pdf_render_yields_total",
+    "Pauses of the renderer while the rest of the machine was busy (render_yield_above_cores)",
+)
 PDFS_BATCHED = Counter("receipts_pdfs_batched_total", "Bills' PDFs printed in a shared document and split")
 PDF_BATCH_FALLBACKS = Counter(
     "receipts_pdf_batch_fallbacks_total",
@@ -105,10 +113,12 @@ class PdfRenderer:
         render_batch: BatchRender = rendering.render_batch,
         processes: int | None = None,
         batch: int | None = None,
+        others_load: Callable[[], float] | None = None,
     ) -> None:
         """`render` (one bill) and `render_batch` (several) must be module-level functions (they are sent
         to the render processes by name). `batch`: bills claimed and rendered together (default
-        `settings.pdf_batch`; 1: each alone, through `render`)."""
+        `settings.pdf_batch`; 1: each alone, through `render`). `others_load`: the cores the rest of the
+        machine uses (default: measured from /proc, `machine_load.OthersLoad`)."""
         self._pool = pool
         self._settings = settings
         self._backoff = Backoff(
@@ -120,6 +130,7 @@ class PdfRenderer:
         self._batch = max(1, settings.pdf_batch if batch is None else batch)
         self._engine = rendering.config_from(settings)
         rendering.configure(self._engine)  # this process's renders (processes = 0) and on-demand ones
+        self._others_load = others_load or OthersLoad().cores
         self._executor: Executor | None = None
         self._stopping = False
         self._generation = 0  # bumped by every NOTIFY; an idle slot waits for it to move
@@ -155,6 +166,7 @@ class PdfRenderer:
         while not self._stopping:
             seen = self._generation
             try:
+                await self._yield_to_others()
                 rendered = await self.render_one()
             except asyncio.CancelledError:
                 raise
@@ -163,6 +175,22 @@ class PdfRenderer:
                 rendered = False
             if not rendered:
                 await self._idle(seen)
+
+    async def _yield_to_others(self) -> None:
+        """While the rest of the machine uses more than `render_yield_above_cores`, wait (checking every
+        `render_yield_check_s`, for at most `render_yield_max_s`): rendering ahead of downloads is
+        background work, and a billing run or a burst of payments comes first. 0 cores: never wait."""
+        s = self._settings
+        waited = 0.0
+        while (
+            s.render_yield_above_cores > 0
+            and not self._stopping
+            and waited < s.render_yield_max_s
+            and await asyncio.to_thread(self._others_load) > s.render_yield_above_cores
+        ):
+            RENDER_YIELDS.inc()
+            await asyncio.sleep(s.render_yield_check_s)
+            waited += s.render_yield_check_s
 
     async def render_one(self) -> bool:
         """Claim up to `batch` queued bills, render and store their PDFs. False when nothing was due."""

@@ -34,7 +34,7 @@ from contracts.events import ledger as led
 from contracts.events.receipts import TOPIC as RECEIPTS_TOPIC
 from deploy.local.smtp_sink import read_messages
 from receipts.adapters import rendering
-from receipts.adapters.pdf_renderer import PDFS_BATCHED
+from receipts.adapters.pdf_renderer import PDFS_BATCHED, RENDER_YIELDS, PdfRenderer
 from receipts.adapters.read_models import load_bill_facts
 from receipts.domain.bill import build_snapshot, content_hash
 from receipts.domain.examples import example_facts
@@ -760,3 +760,47 @@ async def test_a_render_that_fails_is_retried_then_given_up_and_never_blocks_the
         (0,)
     ]
     await s.stop_renderers()
+
+
+async def test_the_renderer_waits_while_the_rest_of_the_machine_is_busy(receipts: Any) -> None:
+    """`render_yield_above_cores`: before a batch, while the rest of the machine uses more CPU than that, the
+    renderer waits; it renders once the others calm down, or after `render_yield_max_s` however busy they
+    stay. (The load is ours to set here; `tests/unit/test_receipts_machine_load.py` measures the real one.)"""
+    s = receipts
+    await s.stop_renderers()  # only the renderers of this test claim bills
+    first, second = other_bills(s, 2)
+    await insert_bill(s, first, priority=1)
+    others = [1.5]  # cores
+    patient = s.settings.model_copy(
+        update={"render_yield_above_cores": 0.6, "render_yield_check_s": 0.05, "render_yield_max_s": 3600.0}
+    )
+    renderer = PdfRenderer(s.harness.pool, patient, processes=0, others_load=lambda: others[0])
+    yields = RENDER_YIELDS._value.get()
+    task = asyncio.create_task(renderer.run())
+    stored = "SELECT count(*) FROM receipt_pdfs WHERE receipt_id = %s"
+    try:
+
+        async def waited_a_while() -> bool:
+            return RENDER_YIELDS._value.get() - yields >= 20
+
+        await eventually(waited_a_while)
+        assert await s.fetch(stored, (uuid.UUID(first["receipt_id"]),)) == [(0,)]  # still waiting
+        others[0] = 0.2
+        await s.wait(stored, (uuid.UUID(first["receipt_id"]),), [(1,)], timeout_s=300)
+    finally:
+        renderer.stop()
+        await task
+
+    # Busy for good: each batch waits render_yield_max_s, then renders anyway (a backlog still drains).
+    await insert_bill(s, second, priority=1)
+    others[0] = 1.5
+    bounded = patient.model_copy(update={"render_yield_max_s": 0.5})
+    renderer = PdfRenderer(s.harness.pool, bounded, processes=0, others_load=lambda: others[0])
+    yields = RENDER_YIELDS._value.get()
+    task = asyncio.create_task(renderer.run())
+    try:
+        await s.wait(stored, (uuid.UUID(second["receipt_id"]),), [(1,)], timeout_s=300)
+        assert RENDER_YIELDS._value.get() - yields >= 10  # it did wait first (0.5 s in checks of 0.05 s)
+    finally:
+        renderer.stop()
+        await task
