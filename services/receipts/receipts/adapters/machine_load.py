@@ -14,11 +14,14 @@ not the pod's: there the pod's CPU request shares the node, so leave yielding of
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -66,10 +69,17 @@ class OthersLoad:
         self._last: tuple[float, int, int] | None = None
         self._cores = 0.0
         self._lock = threading.Lock()  # the renderer's slots ask from threads of their own
+        self._warned = False
 
     def cores(self) -> float:
         with self._lock:
-            return self._measure()
+            try:
+                return self._measure()
+            except (OSError, ValueError, IndexError) as exc:  # no /proc here: never a reason to wait
+                if not self._warned:
+                    self._warned = True
+                    log.warning("cannot measure the machine's load; not yielding", extra={"error": repr(exc)})
+                return 0.0
 
     def _measure(self) -> float:
         now = self.clock()

@@ -72,3 +72,8 @@ def test_on_this_machine_a_measure_is_a_number_of_cores() -> None:
     load.cores()
     sum(i * i for i in range(200_000))
     assert 0.0 <= load.cores() < 4096
+
+
+def test_without_a_proc_to_read_nothing_is_busy(tmp_path: Path) -> None:
+    load = OthersLoad(proc=tmp_path / "none", min_window_s=0.0)
+    assert load.cores() == 0.0 and load.cores() == 0.0  # the renderer never waits on a measure it can't take
