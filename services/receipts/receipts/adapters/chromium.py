@@ -40,7 +40,10 @@ import shutil
 import threading
 from collections.abc import Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
+
+from receipts.adapters.machine_load import process_tree
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +99,7 @@ _NICENESS_EVERY = 5  # prints between two checks of the browser processes' prior
 
 def descendants() -> set[int]:
     """The processes descending from this one (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", "rb") as stat:
-                parents[int(entry)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
-    mine = {os.getpid()}
-    for _ in range(len(parents)):  # a child's pid is usually above its parent's; loop until stable
-        grown = {p for p, parent in parents.items() if parent in mine} - mine
-        if not grown:
-            break
-        mine |= grown
-    return mine - {os.getpid()}
+    return set(process_tree(Path("/proc"), os.getpid())) - {os.getpid()}
 
 
 def find_chromium(path: str | None = None) -> str | None:

@@ -33,8 +33,8 @@ def machine_busy_ticks(proc: Path) -> int:
     return user + nice + system + irq + softirq + steal
 
 
-def tree_ticks(proc: Path, root: int) -> int:
-    """CPU time (utime + stime) of `root` and every process descending from it."""
+def process_tree(proc: Path, root: int) -> dict[int, int]:
+    """`root` and every process descending from it, each with its CPU time so far (utime + stime, ticks)."""
     parents: dict[int, int] = {}
     ticks: dict[int, int] = {}
     for entry in os.listdir(proc):
@@ -45,12 +45,17 @@ def tree_ticks(proc: Path, root: int) -> int:
                 parents[int(entry)] = int(after_name[1])
                 ticks[int(entry)] = int(after_name[11]) + int(after_name[12])
     tree = {root}
-    for _ in range(len(parents)):
+    for _ in range(len(parents)):  # a child's pid is usually above its parent's; loop until stable
         grown = {pid for pid, parent in parents.items() if parent in tree} - tree
         if not grown:
             break
         tree |= grown
-    return sum(ticks.get(pid, 0) for pid in tree)
+    return {pid: ticks.get(pid, 0) for pid in tree}
+
+
+def tree_ticks(proc: Path, root: int) -> int:
+    """CPU time (utime + stime) of `root` and every process descending from it."""
+    return sum(process_tree(proc, root).values())
 
 
 class OthersLoad:
