@@ -5,6 +5,11 @@ shared between sessions, and a process's niceness only ranks it among the proces
 session. So a lower priority is set twice: the process's niceness, and its session's scheduling group's
 (`/proc/self/autogroup`). On Kubernetes the pods' CPU requests share the node; there this does what
 the container allows (often only the niceness) and nothing more.
+
+A process whose session never got a group of its own (one started by init without `setsid`, as a CI
+runner's job may be) is in the kernel's default group: its autogroup file is empty, and that group's
+niceness cannot be set. Nothing here may fail on that: a lower priority is a courtesy, never a
+precondition of the work.
 """
 
 from __future__ import annotations
@@ -13,8 +18,52 @@ import ctypes
 import logging
 import os
 import signal
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulingGroup:
+    """A session's autogroup, from `/proc/<pid>/autogroup` ("/autogroup-64367 nice 0")."""
+
+    name: str
+    niceness: int
+
+
+def scheduling_group(pid: int | str = "self", *, proc: str = "/proc") -> SchedulingGroup | None:
+    """The autogroup process `pid` runs in; None where there is none to set: a kernel without
+    autogroups, a process gone, or the kernel's default group (an empty file)."""
+    try:
+        with open(f"{proc}/{pid}/autogroup") as autogroup:
+            fields = autogroup.read().split()
+    except OSError:
+        return None
+    if len(fields) != 3 or fields[1] != "nice":
+        return None
+    try:
+        return SchedulingGroup(fields[0], int(fields[2]))
+    except ValueError:
+        return None
+
+
+def lower_scheduling_group(
+    pid: int | str, niceness: int, *, proc: str = "/proc", unless: SchedulingGroup | None = None
+) -> bool:
+    """Lower the autogroup of process `pid` to `niceness` if it runs higher; never raise it. `unless`:
+    a group to leave alone (a caller's own, when lowering others'). Returns whether the group now runs
+    at `niceness` or lower."""
+    group = scheduling_group(pid, proc=proc)
+    if group is None or (unless is not None and group.name == unless.name):
+        return False
+    if group.niceness >= niceness:
+        return True
+    try:
+        with open(f"{proc}/{pid}/autogroup", "w") as autogroup:
+            autogroup.write(str(niceness))
+    except OSError:
+        return False
+    return True
 
 
 def lower_cpu_priority(niceness: int, *, own_session: bool = False) -> bool:
@@ -30,16 +79,13 @@ def lower_cpu_priority(niceness: int, *, own_session: bool = False) -> bool:
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if niceness > current:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
-    try:
-        if own_session:
+    if own_session:
+        try:
             os.setsid()
-        with open("/proc/self/autogroup", "r+") as autogroup:
-            group_nice = int(autogroup.read().split()[-1])
-            if niceness > group_nice:
-                autogroup.seek(0)
-                autogroup.write(str(niceness))
-    except OSError as exc:
-        log.info("no scheduling group of its own", extra={"error": repr(exc)})
+        except OSError as exc:  # already a session leader
+            log.info("no session of its own", extra={"error": repr(exc)})
+    if not lower_scheduling_group("self", niceness):
+        log.info("no scheduling group of its own to lower", extra={"group": repr(scheduling_group())})
         return False
     return True
 

@@ -11,16 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from service_runtime.scheduling import lower_cpu_priority
+from service_runtime.scheduling import (
+    SchedulingGroup,
+    lower_cpu_priority,
+    lower_scheduling_group,
+    scheduling_group,
+)
 
 
-def _lowered_twice(first: int, second: int) -> tuple[bool, int, str, str]:
-    with open("/proc/self/autogroup") as autogroup:
-        before = autogroup.read()
+def _lowered_twice(
+    first: int, second: int
+) -> tuple[bool, int, SchedulingGroup | None, SchedulingGroup | None]:
+    before = scheduling_group()
     done = lower_cpu_priority(first, own_session=True)
     lower_cpu_priority(second)  # never raises the priority back
-    with open("/proc/self/autogroup") as autogroup:
-        return done, os.getpriority(os.PRIO_PROCESS, 0), before, autogroup.read()
+    return done, os.getpriority(os.PRIO_PROCESS, 0), before, scheduling_group()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="the kernel has no autogroups")
@@ -29,8 +34,54 @@ def test_a_worker_is_lowered_with_its_scheduling_group_and_never_raised_back() -
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
         done, niceness, before, after = pool.submit(_lowered_twice, 6, 3).result(timeout=60)
     assert done and niceness == 6
-    assert after.split()[0] != before.split()[0] and after.split()[-1] == "6", (before, after)
+    # `before` is None where the test runs in the kernel's default group (started without a session)
+    assert after is not None and after != before and after.niceness == 6, (before, after)
     assert not lower_cpu_priority(0)  # 0: nothing to do (and this process is left as it is)
+
+
+def _fake_proc(tmp_path: Path, autogroups: dict[str, str]) -> str:
+    for pid, text in autogroups.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "autogroup").write_text(text)
+    return str(tmp_path)
+
+
+def test_a_scheduling_group_is_read_from_the_autogroup_file_and_none_when_there_is_none(
+    tmp_path: Path,
+) -> None:
+    proc = _fake_proc(
+        tmp_path,
+        {
+            "self": "/autogroup-64367 nice 0\n",
+            "10": "",  # the kernel's default group: a process started by init without a session
+            "11": "/autogroup-7 nice x\n",
+        },
+    )
+    assert scheduling_group(proc=proc) == SchedulingGroup("/autogroup-64367", 0)
+    assert scheduling_group(10, proc=proc) is None
+    assert scheduling_group(11, proc=proc) is None
+    assert scheduling_group(12, proc=proc) is None  # gone
+
+
+def test_a_scheduling_group_is_lowered_never_raised_and_the_default_group_left_alone(tmp_path: Path) -> None:
+    proc = _fake_proc(
+        tmp_path,
+        {
+            "self": "/autogroup-1 nice 0\n",
+            "20": "/autogroup-2 nice 3\n",
+            "21": "/autogroup-3 nice 12\n",
+            "22": "",
+        },
+    )
+    own = scheduling_group(proc=proc)
+    assert lower_scheduling_group(20, 7, proc=proc)
+    assert (tmp_path / "20" / "autogroup").read_text() == "7"  # what the kernel is told
+    assert lower_scheduling_group(21, 7, proc=proc)  # already lower: left as it is
+    assert (tmp_path / "21" / "autogroup").read_text() == "/autogroup-3 nice 12\n"
+    assert not lower_scheduling_group(22, 7, proc=proc)  # no group to set, and no error
+    assert (tmp_path / "22" / "autogroup").read_text() == ""
+    assert not lower_scheduling_group("self", 7, proc=proc, unless=own)  # the caller's own: left alone
+    assert (tmp_path / "self" / "autogroup").read_text() == "/autogroup-1 nice 0\n"
 
 
 def _helper_that_dies_with_its_parent(parent_pid: int) -> None:

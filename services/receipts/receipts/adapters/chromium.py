@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from receipts.adapters.machine_load import process_tree
+from service_runtime.scheduling import lower_scheduling_group, scheduling_group
 
 log = logging.getLogger(__name__)
 
@@ -205,22 +206,21 @@ class ChromiumPdf:
         when it may (run as root, as on a developer's machine), raises its own processes' priority
         (renderers to 0, some helpers to -8) and would compete with billing runs and the APIs."""
         own = os.getpriority(os.PRIO_PROCESS, 0)
-        try:
-            with open("/proc/self/autogroup") as autogroup:
-                own_group = autogroup.read().split()[0]
-        except OSError:
-            own_group = None
+        own_group = scheduling_group()
         for pid in descendants():
             with contextlib.suppress(OSError):
                 if os.getpriority(os.PRIO_PROCESS, pid) < own:
                     os.setpriority(os.PRIO_PROCESS, pid, own)
             # Chromium's zygote starts sessions of its own: with autogroups on, each is a scheduling
             # group, whose niceness (not the processes') decides its share (see pdf_renderer).
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "r+") as autogroup:
-                group, *_, nice = autogroup.read().split()
-                if group != own_group and int(nice) < own:  # never this process's own group
-                    autogroup.seek(0)
-                    autogroup.write(str(own))
+            lower_scheduling_group(pid, own, unless=own_group)  # never this process's own group
+
+    def _hold_niceness_or_say_why(self) -> None:
+        # A priority is a courtesy: a browser that printed (or started) is never failed over it.
+        try:
+            self.hold_niceness()
+        except Exception as exc:
+            log.warning("could not hold the browser's CPU priority", extra={"error": repr(exc)})
 
     # --- the engine's loop -----------------------------------------------------------------------------
     def _call(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -279,7 +279,7 @@ class ChromiumPdf:
                     await asyncio.sleep(LAUNCH_RETRY_PAUSE_S)
             self._browser, self._context = browser, context
             self.launches += 1
-            self.hold_niceness()
+            self._hold_niceness_or_say_why()
             log.info("chromium started", extra={"executable": executable, "launches": self.launches})
             return context
 
@@ -340,7 +340,7 @@ class ChromiumPdf:
                     self._idle.append(tab)
                     self._later(self._blank_when_idle(tab, tab.used))
                 if self.prints % _NICENESS_EVERY == 0:
-                    self.hold_niceness()
+                    self._hold_niceness_or_say_why()
                 self.prints += 1
                 return pdf
         raise AssertionError("unreachable")
