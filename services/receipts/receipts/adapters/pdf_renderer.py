@@ -226,6 +226,7 @@ class PdfRenderer:
         rendered = [
             (j.receipt_id, pdf) for j, pdf in zip(todo, outcomes, strict=True) if isinstance(pdf, bytes)
         ]
+        rendering.count_printed(pdf for _, pdf in rendered)
         if rendered:
             async with self._pool.connection() as conn:
                 await store_pdfs(conn, rendered)

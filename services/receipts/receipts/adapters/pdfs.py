@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from receipts.adapters.rendering import TEMPLATE_VERSION, render_pdf_async
+from receipts.adapters.rendering import TEMPLATE_VERSION, count_printed, render_pdf_async
 from service_runtime.db import Connection
 
 
@@ -98,5 +98,6 @@ async def pdf_for(
     if stored is not None:
         return stored
     pdf = await render_pdf_async(snapshot)
+    count_printed([pdf])
     async with pool.connection() as conn:
         return await store_pdf(conn, receipt_id, pdf)

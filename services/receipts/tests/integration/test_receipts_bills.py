@@ -36,6 +36,7 @@ from deploy.local.smtp_sink import read_messages
 from receipts.adapters import rendering
 from receipts.adapters.pdf_renderer import PDFS_BATCHED, RENDER_YIELDS, PdfRenderer
 from receipts.adapters.read_models import load_bill_facts
+from receipts.adapters.rendering import PDFS_PRINTED
 from receipts.domain.bill import build_snapshot, content_hash
 from receipts.domain.examples import example_facts
 from tests.support.stack import eventually, produce
@@ -323,6 +324,7 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
     for i, other in enumerate(others):
         await insert_bill(s, other, priority=1, later_s=60 + i)
     batched = PDFS_BATCHED._value.get()
+    by_engine = {e: PDFS_PRINTED.labels(e)._value.get() for e in ("chromium", "weasyprint")}
     s.start_renderer(processes=1, batch=4)
     await s.wait(
         "SELECT count(*) FROM receipt_pdfs JOIN receipts USING (receipt_id) WHERE account_no = %s",
@@ -335,6 +337,11 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
         "SELECT count(*) FROM receipt_pdfs WHERE receipt_id = ANY(%s)", (ids,), [(3,)], timeout_s=300
     )
     assert PDFS_BATCHED._value.get() - batched == 4
+    # Counted by the engine that printed them (a fallback to WeasyPrint would show on a dashboard).
+    assert {e: PDFS_PRINTED.labels(e)._value.get() - n for e, n in by_engine.items()} == {
+        "chromium": 4,
+        "weasyprint": 0,
+    }
     for other in others:
         [(other_pdf,)] = await s.fetch(
             "SELECT pdf FROM receipt_pdfs WHERE receipt_id = %s", (other["receipt_id"],)

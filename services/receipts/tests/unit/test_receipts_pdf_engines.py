@@ -184,6 +184,7 @@ def test_a_browser_that_fails_to_start_is_started_once_more_before_weasyprint(
         snapshot = bill("100200300404")
         pdf = rendering.render_pdf(snapshot)
         assert "Skia" in str((check_printed(pdf, snapshot).metadata or {}).get("/Producer", ""))
+        assert rendering.engine_of(pdf) == "chromium"
         browser = rendering.chromium_engine()
         assert browser is not None and browser.launches == 1 and tried.exists()
         messages = [r.getMessage() for r in caplog.records]
@@ -229,6 +230,7 @@ def test_without_chromium_the_bill_is_printed_by_weasyprint(caplog: pytest.LogCa
             pdf = rendering.render_pdf(snapshot)
         reader = check_printed(pdf, snapshot)
         assert "WeasyPrint" in str((reader.metadata or {}).get("/Producer", ""))
+        assert rendering.engine_of(pdf) == "weasyprint"  # counted so in receipts_pdfs_printed_total
         assert any("WeasyPrint" in r.getMessage() for r in caplog.records)
         assert asyncio.run(rendering.render_pdf_async(snapshot)) == pdf  # for a while, WeasyPrint alone
     finally:
@@ -324,7 +326,7 @@ def test_a_batch_splits_into_each_bills_own_pdf_with_nothing_of_the_others(engin
         assert images(reader.pages[0]["/Resources"]) == 1  # its own QR code
         metadata = reader.metadata or {}
         assert metadata["/Title"] == f"Счёт-квитанция {no} за март 2025"  # its own title, not the batch's
-        assert "Skia" in str(metadata["/Producer"])
+        assert "Skia" in str(metadata["/Producer"]) and rendering.engine_of(pdf) == "chromium"
         issued = datetime.fromisoformat(snapshot["issued_at"]).astimezone(UTC).strftime("%Y%m%d%H%M%S")
         assert str(metadata["/CreationDate"]).startswith(f"D:{issued}")
         # Only its own objects: the catalog (no structure tree, outlines, names, forms), its two pages,
