@@ -602,7 +602,11 @@ async def test_a_period_gives_the_right_bill_frozen_printed_and_mailed_once(
     receipt_id = uuid.UUID(bill["receipt_id"])
     await s.fetch("DELETE FROM receipt_pdfs WHERE receipt_id = %s RETURNING 1", (receipt_id,))
     caplog.clear()
+    printed_by_chromium = PDFS_PRINTED.labels("chromium")._value.get()
     fresh = await s.api.get(f"/internal/v1/accounts/{no}/receipts/{period}.pdf", headers=s.auth(alice))
+    assert (
+        PDFS_PRINTED.labels("chromium")._value.get() - printed_by_chromium == 1
+    )  # the API's render, counted
     fallbacks = [
         r.__dict__.get("error") for r in caplog.records if "chromium could not print" in r.getMessage()
     ]
