@@ -294,7 +294,7 @@ def _chromium_failed(exc: BaseException) -> None:
 
 PDFS_PRINTED = Counter(
     "receipts_pdfs_printed_total",
-    "Bills' PDFs printed (stored at issue time or rendered for a download), by the engine that printed"
+    "Bills' PDFs printed (at issue time, or for a download), by the engine that printed"
     " them; weasyprint while RECEIPTS_PDF_ENGINE=chromium: bills Chromium could not print",
     ["engine"],
 )
